@@ -1,0 +1,3 @@
+from embedbench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data sources: where texts, judgements and training examples come from."""

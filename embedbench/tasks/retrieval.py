@@ -1,0 +1,90 @@
+"""BEIR retrieval: exact search per view, trec_eval measures via pytrec_eval (as mteb does)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytrec_eval
+
+from embedbench.data.beir import BeirDataset, load_beir, resolve_root, subsample
+from embedbench.errors import EmbedbenchError
+from embedbench.index import search
+from embedbench.views import ViewSet, cut
+
+# our metric name -> trec_eval measure family; mrr is computed on the top-k cut of the run
+TREC_MEASURES = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "recall", "precision_at": "P"}
+METRIC = re.compile(r"^(ndcg_at|map_at|recall_at|precision_at|mrr_at)_(\d+)$")
+
+
+def parse_metric(name: str) -> tuple[str, int]:
+    match = METRIC.match(name)
+    if not match:
+        raise EmbedbenchError(f"eval metric {name!r}: expected one of ndcg_at_K, map_at_K, recall_at_K, "
+                              "precision_at_K, mrr_at_K")
+    return match.group(1), int(match.group(2))
+
+
+def top_k(run: dict[str, float], k: int) -> dict[str, float]:
+    """The k best docs, ties broken by doc id descending as trec_eval does."""
+    return dict(sorted(run.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k])
+
+
+def retrieval_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+                      names: list[str]) -> dict[str, float]:
+    """Mean over judged queries of each named metric, e.g. ``ndcg_at_10``."""
+    parsed = {name: parse_metric(name) for name in names}
+    measures = {f"{TREC_MEASURES[family]}.{k}" for family, k in parsed.values() if family != "mrr_at"}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run) if measures else {}
+    results = {}
+    for name, (family, k) in parsed.items():
+        if family == "mrr_at":
+            cut_run = {qid: top_k(docs, k) for qid, docs in run.items()}
+            scores = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(cut_run)
+            values = [s["recip_rank"] for s in scores.values()]
+        else:
+            values = [s[f"{TREC_MEASURES[family]}_{k}"] for s in per_query.values()]
+        results[name] = sum(values) / len(values) if values else 0.0
+    return results
+
+
+@dataclass
+class RetrievalTask:
+    name: str
+    dataset: BeirDataset
+    metrics: list[str]
+    index: str = "Flat"
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]
+
+    @classmethod
+    def from_config(cls, name, task_cfg, cfg):
+        data = cfg.data
+        if data.get("format", "beir") != "beir":
+            raise EmbedbenchError(f"data={data.name}: retrieval needs a BEIR-format source, not {data.format}")
+        root = resolve_root(data.name, data.get("root"), data.get("url"))
+        dataset = load_beir(name, root, task_cfg.get("split") or data.eval_split)
+        dataset = subsample(dataset, cfg.eval.get("max_queries"), cfg.eval.get("max_docs"), cfg.seed)
+        metrics = list(task_cfg.metrics)
+        for metric in metrics:
+            parse_metric(metric)
+        return cls(name, dataset, metrics, task_cfg.get("index", "Flat"))
+
+    def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
+        qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
+        texts = [self.dataset.queries[q] for q in qids] + [self.dataset.doc_text(d) for d in doc_ids]
+        pooled = embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
+        k = max(parse_metric(m)[1] for m in self.metrics)
+        out: dict[str, float] = {}
+        for view in views.views:
+            emb = cut(pooled[view.layer], view.dim).numpy()
+            found = search(emb[len(qids):], emb[: len(qids)], k, self.index)
+            run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i) if j >= 0}
+                   for qid, row_s, row_i in zip(qids, found.scores, found.ids)}
+            suffix = views.name(view)
+            for metric, value in retrieval_metrics(self.dataset.qrels, run, self.metrics).items():
+                out[f"{self.name}/{metric}{suffix}"] = value
+            out[f"{self.name}/index_build_s{suffix}"] = found.build_s
+            out[f"{self.name}/search_qps{suffix}"] = len(qids) / max(found.search_s, 1e-9)
+        return out

@@ -1,0 +1,80 @@
+"""The train job: data -> sentence-transformers trainer with a view objective -> score -> log."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import TrainerCallback, set_seed
+
+from embedbench.data.pairs import training_pairs
+from embedbench.encoder import LayerEncoder, load_model, resolve_device
+from embedbench.evaluate import finish, score
+from embedbench.losses import build_objective
+from embedbench.tasks import load_tasks
+from embedbench.tracking import Tracker
+from embedbench.views import build_views
+
+
+class LogToTracker(TrainerCallback):
+    """Training loss, learning rate and epoch per logging step into the job's MLflow run."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            names = {"loss": "train/loss", "learning_rate": "train/learning_rate", "epoch": "train/epoch",
+                     "grad_norm": "train/grad_norm"}
+            values = {names[k]: v for k, v in logs.items() if k in names}
+            if values:
+                self.tracker.log_metrics(values, step=state.global_step)
+
+
+def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker) -> None:
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    t = cfg.trainer
+    bf16 = device.startswith("cuda") if t.bf16 == "auto" else bool(t.bf16)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        warmup_ratio=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        bf16=bf16,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        batch_sampler="no_duplicates",  # a repeated text in a batch would be a false negative
+        logging_steps=t.log_every,
+        save_strategy="steps",
+        save_steps=t.save_every,
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=device == "cpu",
+        disable_tqdm=False,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=objective,
+                                         callbacks=[LogToTracker(tracker)])
+    trainer.train()
+
+
+def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
+    set_seed(cfg.seed)
+    with Tracker(cfg, run_name, sweep_dir) as tracker:
+        # read every input before training, so a bad file costs seconds, not a training run
+        tasks = load_tasks(cfg)
+        dataset = training_pairs(cfg.data, cfg.trainer.max_examples)
+        device = resolve_device(cfg.device)
+        model = load_model(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
+        encoder = LayerEncoder(model)
+        views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+        objective = build_objective(cfg.loss, encoder, views)
+        fit(cfg, model, objective, dataset, out_dir, device, tracker)
+        model.save(str(out_dir / "model"))
+        if cfg.logger.log_model:
+            tracker.log_artifact(out_dir / "model", "model")
+        metrics = score(tasks, encoder, views, cfg.encode)
+        finish(cfg, tracker, out_dir, tasks, views, metrics)
+        return metrics

@@ -1,0 +1,84 @@
+"""Views: the embedding taken at one transformer layer, cut to one dim.
+
+A model config declares its views; training objectives and evaluation both
+read them through this module, so a view means the same thing in both.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from embedbench.errors import EmbedbenchError
+
+
+@dataclass(frozen=True, order=True)
+class View:
+    layer: int  # 1-based transformer layer whose hidden states are pooled
+    dim: int  # leading coordinates kept (Matryoshka cut)
+
+
+@dataclass(frozen=True)
+class ViewSet:
+    """The views a model exposes, with the shape of the encoder they cut from."""
+
+    views: tuple[View, ...]  # what evaluation scores
+    n_layers: int
+    hidden_size: int
+    weights: tuple[tuple[View, float], ...] = ()  # what the objective sums: the declared views
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({v.layer for v in self.views})
+
+    @property
+    def full(self) -> View:
+        return View(self.n_layers, self.hidden_size)
+
+    def name(self, view: View) -> str:
+        """Metric-name suffix: '' for the full view, '/d64' on the last layer, '/l3_d64' elsewhere."""
+        if view == self.full:
+            return ""
+        if view.layer == self.n_layers:
+            return f"/d{view.dim}"
+        return f"/l{view.layer}_d{view.dim}"
+
+
+def build_views(spec, n_layers: int, hidden_size: int) -> ViewSet:
+    """Views from a config block: ``pairs`` ([[layer, dim], ...]) or ``layers`` x ``dims``.
+
+    ``layers``/``dims`` may be null (last layer / full width) or ``all``
+    (every layer / the model's dims). The full view is always included so a
+    model's headline score is always there.
+    """
+    pairs = spec.get("pairs")
+    if pairs:
+        candidates = [(int(layer), int(dim)) for layer, dim in pairs]
+    else:
+        layers = spec.get("layers")
+        if layers is None:
+            layers = [n_layers]
+        elif layers == "all":
+            layers = list(range(1, n_layers + 1))
+        dims = spec.get("dims") or [hidden_size]
+        candidates = list(itertools.product(layers, dims))
+    for layer, dim in candidates:
+        if not 1 <= int(layer) <= n_layers:
+            raise EmbedbenchError(f"model.views: layer {layer} is outside the encoder's 1..{n_layers} layers")
+        if not 1 <= int(dim) <= hidden_size:
+            raise EmbedbenchError(f"model.views: dim {dim} is outside 1..{hidden_size} (the encoder's hidden size)")
+    declared = list(dict.fromkeys(View(int(layer), int(dim)) for layer, dim in candidates))
+    weights = spec.get("weights")
+    if weights is None:
+        weights = [1.0] * len(declared)
+    if len(weights) != len(declared):
+        raise EmbedbenchError(f"model.views.weights: {len(weights)} weight(s) for {len(declared)} view(s)")
+    ordered = sorted(set(declared) | {View(n_layers, hidden_size)}, key=lambda v: (-v.layer, -v.dim))
+    return ViewSet(tuple(ordered), n_layers, hidden_size, tuple(zip(declared, map(float, weights))))
+
+
+def cut(pooled: torch.Tensor, dim: int) -> torch.Tensor:
+    """The first ``dim`` coordinates, re-normalised to unit length."""
+    return F.normalize(pooled[..., :dim], p=2, dim=-1)

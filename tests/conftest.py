@@ -1,0 +1,70 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("EMBEDBENCH_DATA", str(REPO.parent / "shared" / "data"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+DATA = Path(os.environ["EMBEDBENCH_DATA"])
+SCIFACT = DATA / "beir" / "scifact"
+
+if not (SCIFACT / "corpus.jsonl").is_file():
+    pytest.exit(f"test data missing: {SCIFACT} (set EMBEDBENCH_DATA to the shared data folder)", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from embedbench.encoder import load_model
+
+    return load_model("default", "cpu")
+
+
+@pytest.fixture(scope="session")
+def encoder(minilm):
+    from embedbench.encoder import LayerEncoder
+
+    return LayerEncoder(minilm)
+
+
+def write_beir(folder: Path, corpus: dict, queries: dict, qrels: dict, split: str = "test") -> Path:
+    """A BEIR folder with the given content (corpus: id -> {title, text})."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w") as fh:
+        for doc_id, doc in corpus.items():
+            fh.write(json.dumps({"_id": doc_id, **doc}) + "\n")
+    with open(folder / "queries.jsonl", "w") as fh:
+        for qid, text in queries.items():
+            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(folder / "qrels" / f"{split}.tsv", "w") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for doc_id, grade in docs.items():
+                fh.write(f"{qid}\t{doc_id}\t{grade}\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def scifact_slice(tmp_path_factory):
+    """A real SciFact slice (train + test qrels) small enough to train and score in seconds."""
+    from embedbench.data.beir import load_beir, subsample
+
+    test = subsample(load_beir("scifact", SCIFACT, "test"), 12, 120, seed=1)
+    train = subsample(load_beir("scifact", SCIFACT, "train"), 24, None, seed=1)
+    corpus = {**{d: test.corpus[d] for d in test.corpus}, **{d: train.corpus[d] for qid in train.qrels
+                                                            for d in train.qrels[qid]}}
+    folder = tmp_path_factory.mktemp("scifact_slice")
+    write_beir(folder, corpus, {**test.queries, **train.queries}, test.qrels, "test")
+    write_beir(folder, corpus, {**test.queries, **train.queries}, train.qrels, "train")
+    return folder
+
+
+def run_cli(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "embedbench", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"embedbench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc

@@ -1,0 +1,52 @@
+"""Every config group composes; bad choices are refused with the valid ones listed."""
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+
+from embedbench.cli import CONF_DIR
+
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir() if g.is_dir()}
+
+
+def compose_cfg(name, overrides=()):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_option_composes_into_train(group, option):
+    cfg = compose_cfg("train", [f"{group}={option}"])
+    assert cfg[group] is not None
+    assert cfg.task == "train"
+
+
+def test_eval_has_no_training_parts():
+    cfg = compose_cfg("eval")
+    assert "loss" not in cfg and "trainer" not in cfg
+    assert set(cfg.eval.tasks) == {"beir", "stsb"}
+
+
+def test_mrl_declares_nested_dims_with_weights():
+    cfg = compose_cfg("train", ["model=mrl"])
+    assert list(cfg.model.views.dims) == [384, 256, 128, 64, 32]
+    assert len(cfg.model.views.weights) == 5
+    assert cfg.model.name_or_path == "default"  # inherited from minilm
+
+
+def test_debug_trainer_shrinks_training_and_eval():
+    cfg = compose_cfg("train", ["trainer=debug"])
+    assert cfg.trainer.max_steps > 0 and cfg.trainer.max_examples
+    assert cfg.eval.max_queries and cfg.eval.max_docs
+    assert cfg.trainer.lr == 2e-5  # the rest comes from trainer/default
+
+
+def test_data_root_points_training_and_evaluation_at_one_folder():
+    cfg = compose_cfg("train", ["data.root=/some/folder"])
+    assert cfg.data.root == "/some/folder"
+    assert cfg.eval.tasks.beir.name == "scifact"
+
+
+def test_unknown_choice_lists_valid_options():
+    with pytest.raises(MissingConfigException) as err:
+        compose_cfg("train", ["model=nope"])
+    assert "mrl" in str(err.value) and "minilm" in str(err.value)

@@ -1,0 +1,102 @@
+"""The CLI for real: MiniLM, a SciFact slice, a real MLflow sqlite store in a temp folder."""
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+SLICE = ["eval.max_pairs=60", "encode.batch_size=16"]
+
+
+def _client(cwd):
+    return MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
+
+
+def _runs(cwd):
+    client = _client(cwd)
+    exp = client.get_experiment_by_name("embedbench")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def _results(cwd):
+    return sorted(p for sub in ("runs", "multirun") for p in (cwd / "outputs" / sub).rglob("results.json"))
+
+
+def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
+    run_cli("train", "model=mrl", f"data.root={scifact_slice}", "trainer.max_steps=2", "trainer.batch_size=8",
+            "trainer.max_examples=24", "trainer.log_every=1", "logger.log_model=true", *SLICE, cwd=tmp_path)
+    [results] = _results(tmp_path)
+    payload = json.loads(results.read_text())
+    metrics = payload["metrics"]
+    for name in ("scifact/ndcg_at_10", "scifact/ndcg_at_10/d64", "scifact/recall_at_100", "scifact/mrr_at_10",
+                 "scifact/map_at_100", "stsb/spearman", "stsb/spearman/d32"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    run_dir = results.parent
+    assert (run_dir / "metric_vs_dim.png").stat().st_size > 1000
+
+    [run] = _runs(tmp_path)
+    assert run.info.run_id == payload["mlflow_run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "mrl" and run.data.params["loss.temperature"] == "0.05"
+    assert run.data.metrics["scifact/ndcg_at_10/d64"] == pytest.approx(metrics["scifact/ndcg_at_10/d64"])
+    client = _client(tmp_path)
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2  # one per step
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "results.json", "plots", "model"} <= artifacts
+
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(run_dir / "model"), device="cpu")
+    assert model.encode(["x"]).shape == (1, 384)
+
+    # eval of the run's folder scores the trained model, identically
+    run_cli("eval", "model=mrl", f"model.name_or_path={run_dir}",
+            f"data.root={scifact_slice}", *SLICE, cwd=tmp_path)
+    evals = [r for r in _results(tmp_path) if r != results]
+    again = json.loads(evals[0].read_text())["metrics"]
+    assert again["scifact/ndcg_at_10/d64"] == pytest.approx(metrics["scifact/ndcg_at_10/d64"], abs=1e-6)
+
+
+def test_multirun_gives_one_run_per_job_under_one_sweep(tmp_path, scifact_slice):
+    run_cli("train", "-m", "trainer=debug", f"data.root={scifact_slice}", "loss.temperature=0.02,0.05", *SLICE,
+            cwd=tmp_path)
+    runs = _runs(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("embedbench.role") == "sweep"]
+    jobs = [r for r in runs if r not in parents]
+    assert len(parents) == 1 and len(jobs) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parents[0].info.run_id}
+    assert sorted(r.data.params["loss.temperature"] for r in jobs) == ["0.02", "0.05"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    table = run_cli("compare", cwd=tmp_path).stdout
+    lines = [line for line in table.splitlines() if "FINISHED" in line]
+    assert len(lines) == 2 and "loss.temperature" in table and "scifact/ndcg_at_10" in table
+    assert any("0.02" in line for line in lines) and any("0.05" in line for line in lines)
+
+
+def test_broken_corpus_line_fails_cleanly(tmp_path, scifact_slice):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(scifact_slice, broken)
+    lines = (broken / "corpus.jsonl").read_text().splitlines(keepends=True)
+    lines[4] = lines[4][: len(lines[4]) // 2] + "\n"
+    (broken / "corpus.jsonl").write_text("".join(lines))
+
+    proc = run_cli("train", "trainer=debug", f"data.root={broken}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("embedbench: error:")]
+    assert len(errors) == 1 and f"{broken}/corpus.jsonl:5: not valid JSON" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert _results(tmp_path) == []
+    [run] = _runs(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_unknown_model_folder_fails_with_one_line(tmp_path):
+    proc = run_cli("eval", "model.name_or_path=./no/such/model", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "embedbench: error: model.name_or_path=./no/such/model: no such folder" in proc.stderr
+    assert _results(tmp_path) == []

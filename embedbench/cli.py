@@ -39,11 +39,11 @@ def fail(message: str) -> None:
 
 def job(cfg) -> None:
     """Body of both Hydra apps: one job, one MLflow run, one results.json."""
+    for noisy in ("faiss.loader", "matplotlib", "sentence_transformers", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from embedbench.evaluate import run_eval
     from embedbench.train import run_train
 
-    for noisy in ("faiss.loader", "matplotlib", "sentence_transformers", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     hc = HydraConfig.get()
     overrides = " ".join(hc.overrides.task)
     run_name = f"{cfg.task} {overrides}".strip()[:250]

@@ -7,10 +7,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
-from embedbench.plots import dim_curve
+from embedbench.plots import dim_curve, grid_heatmap
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker, write_json_atomic
-from embedbench.views import ViewSet, build_views
+from embedbench.views import ViewSet, build_views, with_grid
 
 
 def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg) -> dict[str, float]:
@@ -31,8 +31,11 @@ def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg) -> dict[str,
 def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics: dict[str, float]) -> None:
     """Log metrics and figures, then write results.json last: it exists only for a complete run."""
     tracker.log_metrics(metrics)
-    figure = dim_curve(metrics, views, {t.name: t.main_metric for t in tasks}, out_dir / "metric_vs_dim.png")
-    if figure:
+    main = {t.name: t.main_metric for t in tasks}
+    figures = [dim_curve(metrics, views, main, out_dir / "metric_vs_dim.png"),
+               *(grid_heatmap(metrics, views, task, metric, out_dir / f"grid_{task}.png")
+                 for task, metric in main.items())]
+    for figure in filter(None, figures):
         tracker.log_artifact(figure, "plots")
     payload = {"metrics": metrics, "mlflow_run_id": tracker.run_id,
                "config": OmegaConf.to_container(cfg, resolve=True)}
@@ -54,7 +57,7 @@ def run_eval(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[s
         model = load_model(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
                            cfg.model.trust_remote_code)
         encoder = LayerEncoder(model)
-        views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+        views = with_grid(build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg.eval.get("grid"))
         metrics = score(tasks, encoder, views, cfg.encode)
         finish(cfg, tracker, out_dir, tasks, views, metrics)
         return metrics

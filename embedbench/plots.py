@@ -30,3 +30,29 @@ def dim_curve(metrics: dict[str, float], views: ViewSet, main_metrics: dict[str,
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def grid_heatmap(metrics: dict[str, float], views: ViewSet, task: str, metric: str, path: Path) -> Path | None:
+    """Layer x dim heatmap of one task's main score; None unless views span several layers and dims."""
+    layers = sorted({v.layer for v in views.views})
+    dims = sorted({v.dim for v in views.views})
+    if len(layers) < 2 or len(dims) < 2:
+        return None
+    cells = {(v.layer, v.dim): metrics[f"{task}/{metric}{views.name(v)}"] for v in views.views}
+    grid = [[cells.get((layer, dim), float("nan")) for dim in dims] for layer in layers]
+    fig, ax = plt.subplots(figsize=(1.1 * len(dims) + 2, 0.6 * len(layers) + 1.5))
+    image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if value == value:  # not NaN
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8, color="white")
+    ax.set_xticks(range(len(dims)), [str(d) for d in dims])
+    ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_xlabel("dim")
+    ax.set_ylabel("layer")
+    ax.set_title(f"{task}/{metric}")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -11,7 +11,7 @@ from embedbench.evaluate import finish, score
 from embedbench.losses import build_objective
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker
-from embedbench.views import build_views
+from embedbench.views import build_views, with_grid
 
 
 class LogToTracker(TrainerCallback):
@@ -41,7 +41,7 @@ def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tra
         per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr,
-        warmup_ratio=t.warmup_ratio,
+        warmup_steps=float(t.warmup),
         weight_decay=t.weight_decay,
         bf16=bf16,
         seed=cfg.seed,
@@ -75,6 +75,7 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         model.save(str(out_dir / "model"))
         if cfg.logger.log_model:
             tracker.log_artifact(out_dir / "model", "model")
+        views = with_grid(views, cfg.eval.get("grid"))
         metrics = score(tasks, encoder, views, cfg.encode)
         finish(cfg, tracker, out_dir, tasks, views, metrics)
         return metrics

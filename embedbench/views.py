@@ -64,11 +64,7 @@ def build_views(spec, n_layers: int, hidden_size: int) -> ViewSet:
             layers = list(range(1, n_layers + 1))
         dims = spec.get("dims") or [hidden_size]
         candidates = list(itertools.product(layers, dims))
-    for layer, dim in candidates:
-        if not 1 <= int(layer) <= n_layers:
-            raise EmbedbenchError(f"model.views: layer {layer} is outside the encoder's 1..{n_layers} layers")
-        if not 1 <= int(dim) <= hidden_size:
-            raise EmbedbenchError(f"model.views: dim {dim} is outside 1..{hidden_size} (the encoder's hidden size)")
+    _check(candidates, n_layers, hidden_size, "model.views")
     declared = list(dict.fromkeys(View(int(layer), int(dim)) for layer, dim in candidates))
     weights = spec.get("weights")
     if weights is None:
@@ -77,6 +73,48 @@ def build_views(spec, n_layers: int, hidden_size: int) -> ViewSet:
         raise EmbedbenchError(f"model.views.weights: {len(weights)} weight(s) for {len(declared)} view(s)")
     ordered = sorted(set(declared) | {View(n_layers, hidden_size)}, key=lambda v: (-v.layer, -v.dim))
     return ViewSet(tuple(ordered), n_layers, hidden_size, tuple(zip(declared, map(float, weights))))
+
+
+def _check(pairs, n_layers: int, hidden_size: int, key: str) -> None:
+    for layer, dim in pairs:
+        if not 1 <= int(layer) <= n_layers:
+            raise EmbedbenchError(f"{key}: layer {layer} is outside the encoder's 1..{n_layers} layers")
+        if not 1 <= int(dim) <= hidden_size:
+            raise EmbedbenchError(f"{key}: dim {dim} is outside 1..{hidden_size} (the encoder's hidden size)")
+
+
+def ladder(hidden_size: int, smallest: int = 32) -> list[int]:
+    """The full width, then every power of two below it down to ``smallest``: 384, 256, 128, 64, 32."""
+    dims, power = [hidden_size], 1 << (hidden_size - 1).bit_length() - 1
+    while power >= smallest:
+        if power < hidden_size:
+            dims.append(power)
+        power //= 2
+    return dims
+
+
+def with_grid(views: ViewSet, grid) -> ViewSet:
+    """Evaluation views plus a layer x dim grid (``eval.grid``); the objective's weights are untouched.
+
+    ``full``: every layer x the model's dims (or, for a single-dim model, :func:`ladder`);
+    a mapping ``{layers, dims}`` picks them (null = that default).
+    """
+    if not grid:
+        return views
+    model_dims = sorted({v.dim for v in views.views}, reverse=True)
+    default_dims = model_dims if len(model_dims) > 1 else ladder(views.hidden_size)
+    all_layers = list(range(1, views.n_layers + 1))
+    if grid == "full":
+        layers, dims = all_layers, default_dims
+    elif hasattr(grid, "get"):
+        layers, dims = grid.get("layers") or all_layers, grid.get("dims") or default_dims
+    else:
+        raise EmbedbenchError(f"eval.grid={grid}: expected full, or {{layers: [...], dims: [...]}}")
+    extra = list(itertools.product(layers, dims))
+    _check(extra, views.n_layers, views.hidden_size, "eval.grid")
+    merged = set(views.views) | {View(int(layer), int(dim)) for layer, dim in extra}
+    ordered = tuple(sorted(merged, key=lambda v: (-v.layer, -v.dim)))
+    return ViewSet(ordered, views.n_layers, views.hidden_size, views.weights)
 
 
 def cut(pooled: torch.Tensor, dim: int) -> torch.Tensor:

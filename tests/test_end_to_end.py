@@ -51,12 +51,16 @@ def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
     model = SentenceTransformer(str(run_dir / "model"), device="cpu")
     assert model.encode(["x"]).shape == (1, 384)
 
-    # eval of the run's folder scores the trained model, identically
-    run_cli("eval", "model=mrl", f"model.name_or_path={run_dir}",
+    # eval of the run's folder scores the trained model identically, and a layer x dim grid from the same pass
+    run_cli("eval", "model=mrl", f"model.name_or_path={run_dir}", "eval.grid=full",
             f"data.root={scifact_slice}", *SLICE, cwd=tmp_path)
-    evals = [r for r in _results(tmp_path) if r != results]
-    again = json.loads(evals[0].read_text())["metrics"]
+    [evaluated] = [r for r in _results(tmp_path) if r != results]
+    again = json.loads(evaluated.read_text())["metrics"]
     assert again["scifact/ndcg_at_10/d64"] == pytest.approx(metrics["scifact/ndcg_at_10/d64"], abs=1e-6)
+    assert again["scifact/ndcg_at_10"] == pytest.approx(metrics["scifact/ndcg_at_10"], abs=1e-6)
+    assert len([m for m in again if m.startswith("scifact/ndcg_at_10")]) == 30
+    assert 0 <= again["scifact/ndcg_at_10/l3_d128"] <= 1
+    assert (evaluated.parent / "grid_scifact.png").stat().st_size > 1000
 
 
 def test_multirun_gives_one_run_per_job_under_one_sweep(tmp_path, scifact_slice):

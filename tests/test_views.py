@@ -81,3 +81,28 @@ def test_cut_renormalises():
     x = torch.randn(4, 384)
     assert torch.allclose(cut(x, 32).norm(dim=-1), torch.ones(4))
     assert torch.allclose(cut(x, 32), F.normalize(x[:, :32], dim=-1))
+
+
+def test_full_grid_on_a_plain_model_is_every_layer_times_the_dim_ladder():
+    from embedbench.views import with_grid
+
+    plain = build_views({}, 6, 384)
+    grid = with_grid(plain, "full")
+    assert len(grid.views) == 30
+    assert {v.dim for v in grid.views} == {384, 256, 128, 64, 32}
+    assert "/l3_d128" in {grid.name(v) for v in grid.views}
+    assert grid.weights == plain.weights  # the objective never sees eval-only views
+
+
+def test_grid_uses_the_models_dims_and_checks_bounds():
+    from omegaconf import OmegaConf
+
+    from embedbench.views import with_grid
+
+    mrl = build_views({"dims": [384, 64]}, 6, 384)
+    assert {v.dim for v in with_grid(mrl, "full").views} == {384, 64}
+    assert with_grid(mrl, None) is mrl
+    with pytest.raises(EmbedbenchError, match="eval.grid: layer 9"):
+        with_grid(mrl, OmegaConf.create({"layers": [9]}))
+    with pytest.raises(EmbedbenchError, match="eval.grid=diagonal"):
+        with_grid(mrl, "diagonal")

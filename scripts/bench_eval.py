@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""SciFact eval wall time and nDCG@10: mteb vs `embedbench eval` (fp32 and bf16), same model, same data, one run.
+
+    python scripts/bench_eval.py            # full SciFact test set (minutes)
+    python scripts/bench_eval.py --queries 30 --docs 500   # a quick slice
+
+embedbench runs as the real CLI in a subprocess (imports, MLflow logging and all), so its
+time includes everything a user waits for; mteb runs in-process on a local task over the
+same files. Prints each time beside mteb's and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.setdefault("EMBEDBENCH_DATA", str(REPO.parent / "shared" / "data")))
+
+
+def scifact_folder(queries: int | None, docs: int | None, workdir: Path) -> Path:
+    """The SciFact folder itself, or a slice of it written in BEIR format."""
+    from embedbench.data.beir import load_beir, subsample
+
+    root = DATA / "beir" / "scifact"
+    if not queries and not docs:
+        return root
+    ds = subsample(load_beir("scifact", root, "test"), queries, docs, seed=0)
+    out = workdir / "scifact"
+    (out / "qrels").mkdir(parents=True)
+    with open(out / "corpus.jsonl", "w") as fh:
+        for doc_id, doc in ds.corpus.items():
+            fh.write(json.dumps({"_id": doc_id, **doc}) + "\n")
+    with open(out / "queries.jsonl", "w") as fh:
+        for qid, text in ds.queries.items():
+            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(out / "qrels" / "test.tsv", "w") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        fh.writelines(f"{q}\t{d}\t{g}\n" for q, docs_ in ds.qrels.items() for d, g in docs_.items())
+    return out
+
+
+def run_mteb(root: Path) -> tuple[float, float]:
+    import mteb
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from sentence_transformers import SentenceTransformer
+
+    from embedbench.data.beir import load_beir
+    from embedbench.encoder import resolve_model_path
+
+    start = time.perf_counter()
+    ds = load_beir("scifact", root, "test")
+
+    class LocalSciFact(AbsTaskRetrieval):
+        metadata = TaskMetadata(
+            name="LocalSciFact", description="SciFact test from local BEIR files", reference="https://allenai.org",
+            type="Retrieval", category="t2t", modalities=["text"], eval_splits=["test"], eval_langs=["eng-Latn"],
+            main_score="ndcg_at_10", dataset={"path": "local", "revision": "local"}, date=None, domains=None,
+            task_subtypes=None, license=None, annotations_creators=None, dialect=None, sample_creation=None,
+            bibtex_citation="")
+
+        def load_data(self, **kwargs):
+            corpus = Dataset.from_list([{"id": d, "title": v["title"], "text": v["text"]}
+                                        for d, v in ds.corpus.items()])
+            queries = Dataset.from_list([{"id": q, "text": t} for q, t in ds.queries.items()])
+            self.dataset = {"default": {"test": RetrievalSplitData(corpus=corpus, queries=queries,
+                                                                   relevant_docs=ds.qrels, top_ranked=None)}}
+            self.data_loaded = True
+
+    model = SentenceTransformer(resolve_model_path("default")[0], device="cpu")
+    result = mteb.evaluate(model, LocalSciFact(), cache=None, encode_kwargs={"batch_size": 32})
+    return time.perf_counter() - start, result.task_results[0].scores["test"][0]["ndcg_at_10"]
+
+
+def run_embedbench(root: Path, precision: str, workdir: Path) -> tuple[float, float]:
+    start = time.perf_counter()
+    # model=mrl: MiniLM as shipped, scored at dims 384..32 too (slices of the same pass)
+    subprocess.run([sys.executable, "-m", "embedbench", "eval", "eval=beir", "model=mrl", f"data.root={root}",
+                    f"encode.precision={precision}", "encode.batch_size=32", "hydra.run.dir=" + str(workdir / precision),
+                    f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db",
+                    f"logger.artifact_location={workdir}/artifacts"], check=True, cwd=workdir)
+    elapsed = time.perf_counter() - start
+    metrics = json.loads((workdir / precision / "results.json").read_text())["metrics"]
+    print(f"embedbench ({precision}) nDCG@10 by dim: " + "  ".join(
+        f"{name.rsplit('/', 1)[-1]}={value:.5f}" for name, value in metrics.items()
+        if name.startswith("scifact/ndcg_at_10")))
+    return elapsed, metrics["scifact/ndcg_at_10"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, help="score a random subset of test queries")
+    parser.add_argument("--docs", type=int, help="corpus size of the slice")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        root = scifact_folder(args.queries, args.docs, workdir)
+        rows = [("mteb (fp32)", *run_mteb(root))]
+        for precision in ("fp32", "bf16"):
+            rows.append((f"embedbench ({precision})", *run_embedbench(root, precision, workdir)))
+    base_time, base_score = rows[0][1], rows[0][2]
+    print(f"\nSciFact test, all-MiniLM-L6-v2, {'full set' if not args.queries else 'slice'}, torch threads: "
+          f"{os.cpu_count()} cpus")
+    print(f"{'':20s} {'wall s':>8s} {'x mteb':>7s} {'nDCG@10':>9s} {'diff':>9s}")
+    for name, seconds, score in rows:
+        print(f"{name:20s} {seconds:8.1f} {seconds / base_time:7.2f} {score:9.5f} {score - base_score:+9.5f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from embedbench.allocator import keep_freed_memory
 from embedbench.errors import EmbedbenchError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -107,6 +108,7 @@ def main() -> None:
     command, rest = argv[0], argv[1:]
     try:
         if command in ("train", "eval"):
+            keep_freed_memory()
             if not CONF_DIR.is_dir():
                 fail(f"{CONF_DIR}: config folder missing (install with `pip install -e .` from a checkout)")
             sys.argv = [f"embedbench {command}", *rest]

@@ -110,25 +110,50 @@ class LayerEncoder:
             result[layer] = head_features["sentence_embedding"]
         return result
 
+    def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
+        """Tokens per text after truncation: what a batch really costs."""
+        tokenizer, limit = self.model.tokenizer, self.model.max_seq_length
+        lengths = []
+        for start in range(0, len(texts), chunk):
+            ids = tokenizer(texts[start:start + chunk], truncation=True, max_length=limit,
+                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            lengths.extend(map(len, ids))
+        return np.asarray(lengths, dtype=np.int64)
+
+    def batches(self, texts: list[str], batch_size: int, max_batch: int = 1024) -> list[np.ndarray]:
+        """Index batches in decreasing token length, each holding about ``batch_size`` full-length texts.
+
+        Sorting by tokens (not characters) keeps padding near zero; the token budget lets short texts
+        (queries, STS sentences) travel in large batches instead of many small, slow matmuls.
+        """
+        lengths = self.token_lengths(texts)
+        order = np.argsort(-lengths, kind="stable")
+        budget = batch_size * int(self.model.max_seq_length)
+        batches, start = [], 0
+        while start < len(order):
+            longest = max(int(lengths[order[start]]), 1)  # sorted: the first text is the longest
+            size = min(max(batch_size, budget // longest), max_batch)
+            batches.append(order[start:start + size])
+            start += size
+        return batches
+
     @torch.inference_mode()
     def encode(self, texts: list[str], layers: list[int], batch_size: int = 32, precision: str = "fp32",
                desc: str = "encode") -> dict[int, torch.Tensor]:
-        """{layer: float32 CPU tensor [len(texts), hidden]}; batches sorted by length to waste no padding."""
+        """{layer: float32 CPU tensor [len(texts), hidden]}, rows in input order."""
         self.model.eval()
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        device_type = self.device.type
-        autocast = (torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
                     if precision == "bf16" else contextlib.nullcontext())
-        chunks: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-        batches = range(0, len(texts), batch_size)
-        for start in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 2):
-            batch = [texts[i] for i in order[start:start + batch_size]]
-            features = self.model.preprocess(batch)
-            features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-            with autocast:
-                pooled = self.pooled(features, layers)
-            for layer in layers:
-                chunks[layer].append(pooled[layer].float().cpu())
-        inverse = torch.from_numpy(np.argsort(order))
-        return {layer: torch.cat(parts)[inverse] if parts else torch.empty(0, self.hidden_size)
-                for layer, parts in chunks.items()}
+        result = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
+        batches = self.batches(texts, batch_size)
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=len(batches) < 2) as progress:
+            for index in batches:
+                features = self.model.preprocess([texts[i] for i in index])
+                features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                with autocast:
+                    pooled = self.pooled(features, layers)
+                rows = torch.from_numpy(index)
+                for layer in layers:
+                    result[layer][rows] = pooled[layer].float().cpu()
+                progress.update(len(index))
+        return result

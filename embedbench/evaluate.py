@@ -1,30 +1,49 @@
 """The eval job, and the scoring step the train job ends with."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from embedbench.cache import EmbeddingCache, model_fingerprint
 from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
 from embedbench.plots import dim_curve, grid_heatmap
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker, write_json_atomic
 from embedbench.views import ViewSet, build_views, with_grid
 
+log = logging.getLogger(__name__)
 
-def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg) -> dict[str, float]:
-    """Every task, every view; each task's texts encoded once for all views."""
+
+def open_cache(eval_cfg) -> EmbeddingCache | None:
+    if not eval_cfg.get("cache"):
+        return None
+    return EmbeddingCache(Path(eval_cfg.cache_dir), float(eval_cfg.cache_max_gb) * 2**30)
+
+
+def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg, cache: EmbeddingCache | None = None
+          ) -> dict[str, float]:
+    """Every task, every view; each task's texts encoded once for all views (or read from the cache)."""
     precision = resolve_precision(encode_cfg.precision, encoder.device.type)
+    model_key = model_fingerprint(encoder, precision) if cache else None
 
     def embed(texts, desc):
-        return encoder.encode(texts, views.layers, int(encode_cfg.batch_size), precision, desc)
+        pooled = cache.get(model_key, texts, views.layers) if cache else None
+        if pooled is None:
+            pooled = encoder.encode(texts, views.layers, int(encode_cfg.batch_size), precision, desc)
+            if cache:
+                cache.put(model_key, texts, pooled)
+        return pooled
 
     metrics = {}
     for task in tasks:
         start = time.perf_counter()
         metrics.update(task.evaluate(embed, views))
         metrics[f"{task.name}/eval_s"] = time.perf_counter() - start
+    if cache:
+        log.info("embedding cache: %d hits, %d misses", cache.hits, cache.misses)
     return metrics
 
 
@@ -58,6 +77,6 @@ def run_eval(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[s
                            cfg.model.trust_remote_code)
         encoder = LayerEncoder(model)
         views = with_grid(build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg.eval.get("grid"))
-        metrics = score(tasks, encoder, views, cfg.encode)
+        metrics = score(tasks, encoder, views, cfg.encode, open_cache(cfg.eval))
         finish(cfg, tracker, out_dir, tasks, views, metrics)
         return metrics

@@ -7,7 +7,7 @@ from transformers import TrainerCallback, set_seed
 
 from embedbench.data.pairs import training_pairs
 from embedbench.encoder import LayerEncoder, load_model, resolve_device
-from embedbench.evaluate import finish, score
+from embedbench.evaluate import finish, open_cache, score
 from embedbench.losses import build_objective
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker
@@ -70,12 +70,12 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         model = load_model(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
         encoder = LayerEncoder(model)
         views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
-        objective = build_objective(cfg.loss, encoder, views)
+        objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed)
         fit(cfg, model, objective, dataset, out_dir, device, tracker)
         model.save(str(out_dir / "model"))
         if cfg.logger.log_model:
             tracker.log_artifact(out_dir / "model", "model")
         views = with_grid(views, cfg.eval.get("grid"))
-        metrics = score(tasks, encoder, views, cfg.encode)
+        metrics = score(tasks, encoder, views, cfg.encode, open_cache(cfg.eval))
         finish(cfg, tracker, out_dir, tasks, views, metrics)
         return metrics

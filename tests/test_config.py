@@ -5,7 +5,9 @@ from hydra.errors import MissingConfigException
 
 from embedbench.cli import CONF_DIR
 
-GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir() if g.is_dir()}
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir()
+          if g.is_dir() and g.name != "experiment"}
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def compose_cfg(name, overrides=()):
@@ -18,6 +20,14 @@ def test_every_option_composes_into_train(group, option):
     cfg = compose_cfg("train", [f"{group}={option}"])
     assert cfg[group] is not None
     assert cfg.task == "train"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_pins_its_recipe(experiment):
+    cfg = compose_cfg("train", [f"experiment={experiment}"])
+    assert cfg.model.name == experiment.split("_")[0]
+    assert cfg.data.name == "scifact" and cfg.loss.name == "infonce"
+    assert list(cfg.eval.grid.dims) == [384, 256, 192, 128, 64, 32]
 
 
 def test_eval_has_no_training_parts():

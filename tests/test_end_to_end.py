@@ -104,3 +104,17 @@ def test_unknown_model_folder_fails_with_one_line(tmp_path):
     assert proc.returncode != 0
     assert "embedbench: error: model.name_or_path=./no/such/model: no such folder" in proc.stderr
     assert _results(tmp_path) == []
+
+
+def test_second_identical_eval_reads_the_cache(tmp_path, scifact_slice):
+    args = ["eval", f"data.root={scifact_slice}", *SLICE]
+    run_cli(*args, cwd=tmp_path)
+    run_cli(*args, cwd=tmp_path)
+    first, second = (json.loads(p.read_text())["metrics"] for p in _results(tmp_path))
+    quality = {k: v for k, v in first.items() if not k.endswith(("_s", "_qps"))}
+    assert quality == {k: second[k] for k in quality}
+    logs = sorted((tmp_path / "outputs" / "runs").rglob("eval.log"))
+    assert "embedding cache: 0 hits, 2 misses" in logs[0].read_text()
+    assert "embedding cache: 2 hits, 0 misses" in logs[1].read_text()
+    run_cli(*args, "eval.cache=false", cwd=tmp_path)
+    assert "embedding cache" not in sorted((tmp_path / "outputs" / "runs").rglob("eval.log"))[2].read_text()

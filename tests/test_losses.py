@@ -65,3 +65,61 @@ def test_unknown_loss_lists_choices(encoder):
     views = build_views({}, 6, 384)
     with pytest.raises(EmbedbenchError, match=r"loss=nope: unknown; choose one of \['infonce'\]"):
         build_objective(OmegaConf.create({"name": "nope"}), encoder, views)
+
+
+ANCHORS = ["what causes anemia", "effects of aspirin", "insulin resistance"]
+POSITIVES = ["Iron deficiency causes anemia.", "Aspirin thins the blood.", "Obesity drives insulin resistance."]
+
+
+def _objective(encoder, spec, objective_cfg):
+    from omegaconf import OmegaConf
+
+    views = build_views(spec, encoder.n_layers, encoder.hidden_size)
+    return build_objective(OmegaConf.create({"name": "infonce", "temperature": 0.05}), encoder, views,
+                           objective_cfg, seed=3)
+
+
+def test_alignment_term_is_kl_of_view_scores_to_full_scores(minilm, encoder):
+    objective = _objective(encoder, {"pairs": [[3, 64], [6, 384]]}, {"align_weight": 0.5})
+    features = [minilm.preprocess(ANCHORS), minilm.preprocess(POSITIVES)]
+    with torch.no_grad():
+        loss = objective(features).item()
+    q, p = (encoder.encode(t, [3, 6]) for t in (ANCHORS, POSITIVES))
+    base = InfoNCE(0.05)
+    full = [cut(q[6], 384), cut(p[6], 384)]
+    small = [cut(q[3], 64), cut(p[3], 64)]
+    teacher = torch.softmax(full[0] @ full[1].T / 0.05, dim=-1)
+    student = torch.softmax(small[0] @ small[1].T / 0.05, dim=-1)
+    kl = (teacher * (teacher.log() - student.log())).sum(-1).mean()
+    assert loss == pytest.approx((base(full) + base(small) + 0.5 * kl).item(), rel=1e-4)
+
+
+def test_2dmse_samples_one_layer_below_the_top_and_one_dim_per_step(encoder):
+    objective = _objective(encoder, {"layers": "all", "dims": [384, 64]},
+                           {"sample": "2dmse", "sample_dims": [8, 16, 32]})
+    steps = [objective.step_views() for _ in range(50)]
+    for views in steps:
+        layers = sorted({v.layer for v in views})
+        dims = sorted({v.dim for v in views})
+        assert len(views) == 4 and layers[-1] == 6 and 1 <= layers[0] <= 5
+        assert dims[-1] == 384 and dims[0] in (8, 16, 32)
+    assert len({tuple(sorted(v)) for v in steps}) > 5  # it really samples
+    again = _objective(encoder, {"layers": "all", "dims": [384, 64]}, {"sample": "2dmse", "sample_dims": [8, 16, 32]})
+    assert [again.step_views() for _ in range(50)] == steps  # seeded
+
+
+def test_separate_training_leaves_later_layers_without_gradient(minilm, encoder):
+    objective = _objective(encoder, {"pairs": [[3, 384]]}, {})
+    minilm.zero_grad(set_to_none=True)
+    objective([minilm.preprocess(ANCHORS), minilm.preprocess(POSITIVES)]).backward()
+    layers = minilm[0].model.encoder.layer
+    assert layers[2].output.dense.weight.grad.abs().sum() > 0
+    assert all(layers[i].output.dense.weight.grad is None for i in (3, 4, 5))
+    minilm.zero_grad(set_to_none=True)
+
+
+def test_bad_sampling_choice_is_refused(encoder):
+    from embedbench.errors import EmbedbenchError
+
+    with pytest.raises(EmbedbenchError, match="model.objective.sample=diagonal"):
+        _objective(encoder, {}, {"sample": "diagonal"})

@@ -106,3 +106,15 @@ def test_grid_uses_the_models_dims_and_checks_bounds():
         with_grid(mrl, OmegaConf.create({"layers": [9]}))
     with pytest.raises(EmbedbenchError, match="eval.grid=diagonal"):
         with_grid(mrl, "diagonal")
+
+
+def test_batches_cover_every_text_once_longest_first_with_a_token_budget(encoder):
+    texts = ["word " * n for n in (3, 300, 40, 1, 120, 7)] * 20
+    batches = encoder.batches(texts, batch_size=4)
+    flat = [int(i) for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(texts)))
+    lengths = encoder.token_lengths(texts)
+    assert all(lengths[a] >= lengths[b] for a, b in zip(flat, flat[1:]))
+    budget = 4 * encoder.model.max_seq_length
+    assert all(len(b) <= max(4, budget // lengths[b[0]]) for b in batches)
+    assert len(batches[-1]) > 4  # the shortest texts share one big batch

@@ -8,7 +8,8 @@ from embedbench.losses.views import ViewObjective
 BASE_LOSSES = {"infonce": InfoNCE}
 
 
-def build_objective(loss_cfg, encoder, views) -> ViewObjective:
+def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0) -> ViewObjective:
+    """``loss=`` is the base; the model's ``objective`` block says which views it covers and how."""
     params = {k: v for k, v in dict(loss_cfg).items() if k != "name"}
     try:
         base = BASE_LOSSES[loss_cfg.name](**params)
@@ -16,4 +17,7 @@ def build_objective(loss_cfg, encoder, views) -> ViewObjective:
         raise EmbedbenchError(f"loss={loss_cfg.name}: unknown; choose one of {sorted(BASE_LOSSES)}") from None
     except TypeError as exc:
         raise EmbedbenchError(f"loss={loss_cfg.name}: {exc}") from None
-    return ViewObjective(encoder, views, base)
+    objective = dict(objective_cfg or {})
+    return ViewObjective(encoder, views, base, sample=objective.get("sample"),
+                         sample_dims=objective.get("sample_dims"), align_weight=objective.get("align_weight", 0.0),
+                         seed=seed)

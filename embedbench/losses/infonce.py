@@ -12,12 +12,16 @@ class InfoNCE:
         self.temperature = float(temperature)
         self.symmetric = bool(symmetric)
 
+    def scores(self, columns: list[torch.Tensor]) -> torch.Tensor:
+        """Logits of each query over the batch's positives and hard negatives: [batch, candidates]."""
+        candidates = torch.cat(columns[1:]) if len(columns) > 2 else columns[1]
+        return columns[0] @ candidates.T / self.temperature
+
     def __call__(self, columns: list[torch.Tensor]) -> torch.Tensor:
         """columns: [queries, positives, *hard negatives], each [batch, dim] and unit-norm."""
         queries, positives = columns[0], columns[1]
-        candidates = torch.cat(columns[1:]) if len(columns) > 2 else positives
         labels = torch.arange(len(queries), device=queries.device)
-        loss = F.cross_entropy(queries @ candidates.T / self.temperature, labels)
+        loss = F.cross_entropy(self.scores(columns), labels)
         if self.symmetric:
             backward = F.cross_entropy(positives @ queries.T / self.temperature, labels)
             loss = (loss + backward) / 2

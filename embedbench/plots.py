@@ -42,10 +42,12 @@ def grid_heatmap(metrics: dict[str, float], views: ViewSet, task: str, metric: s
     grid = [[cells.get((layer, dim), float("nan")) for dim in dims] for layer in layers]
     fig, ax = plt.subplots(figsize=(1.1 * len(dims) + 2, 0.6 * len(layers) + 1.5))
     image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    middle = sum(image.get_clim()) / 2
     for i, row in enumerate(grid):
         for j, value in enumerate(row):
             if value == value:  # not NaN
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8, color="white")
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                        color="black" if value > middle else "white")  # readable on light and dark cells
     ax.set_xticks(range(len(dims)), [str(d) for d in dims])
     ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
     ax.set_xlabel("dim")

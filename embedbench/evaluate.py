@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from embedbench.cache import EmbeddingCache, model_fingerprint
 from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
-from embedbench.plots import dim_curve, grid_heatmap
+from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker, write_json_atomic
 from embedbench.views import ViewSet, build_views, with_grid
@@ -52,6 +52,7 @@ def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics:
     tracker.log_metrics(metrics)
     main = {t.name: t.main_metric for t in tasks}
     figures = [dim_curve(metrics, views, main, out_dir / "metric_vs_dim.png"),
+               diagonal_curve(metrics, views, main, out_dir / "metric_along_diagonal.png"),
                *(grid_heatmap(metrics, views, task, metric, out_dir / f"grid_{task}.png")
                  for task, metric in main.items())]
     for figure in filter(None, figures):

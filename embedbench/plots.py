@@ -58,3 +58,23 @@ def grid_heatmap(metrics: dict[str, float], views: ViewSet, task: str, metric: s
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def diagonal_curve(metrics: dict[str, float], views: ViewSet, main_metrics: dict[str, str], path: Path) -> Path | None:
+    """Main scores along a model's declared (layer, dim) diagonal, small to large (Starbucks-style models)."""
+    diagonal = sorted(view for view, _ in views.weights)
+    if len(diagonal) < 2 or len({v.layer for v in diagonal}) != len(diagonal):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [f"({v.layer},{v.dim})" for v in diagonal]
+    for task, metric in main_metrics.items():
+        ax.plot(labels, [metrics[f"{task}/{metric}{views.name(v)}"] for v in diagonal], marker="o",
+                label=f"{task}/{metric}")
+    ax.set_xlabel("(layer, dim)")
+    ax.set_ylabel("score")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

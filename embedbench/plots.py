@@ -17,12 +17,19 @@ def dim_curve(metrics: dict[str, float], views: ViewSet, main_metrics: dict[str,
     if len(dims) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for task, metric in main_metrics.items():
-        values = [metrics[f"{task}/{metric}{views.name(v)}"] for v in dims]
-        ax.plot([v.dim for v in dims], values, marker="o", label=f"{task}/{metric}")
     ax.set_xscale("log", base=2)
     ax.set_xticks([v.dim for v in dims], [str(v.dim) for v in dims])
-    ax.set_xlabel("embedding dim (leading coordinates, re-normalised)")
+    return _score_lines(fig, ax, [v.dim for v in dims], dims, metrics, views, main_metrics,
+                        "embedding dim (leading coordinates, re-normalised)", path)
+
+
+def _score_lines(fig, ax, xs, along, metrics, views: ViewSet, main_metrics: dict[str, str], xlabel: str,
+                 path: Path) -> Path:
+    """One line per task's main score over the views ``along``, saved to ``path``."""
+    for task, metric in main_metrics.items():
+        ax.plot(xs, [metrics[f"{task}/{metric}{views.name(v)}"] for v in along], marker="o",
+                label=f"{task}/{metric}")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -67,14 +74,4 @@ def diagonal_curve(metrics: dict[str, float], views: ViewSet, main_metrics: dict
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = [f"({v.layer},{v.dim})" for v in diagonal]
-    for task, metric in main_metrics.items():
-        ax.plot(labels, [metrics[f"{task}/{metric}{views.name(v)}"] for v in diagonal], marker="o",
-                label=f"{task}/{metric}")
-    ax.set_xlabel("(layer, dim)")
-    ax.set_ylabel("score")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _score_lines(fig, ax, labels, diagonal, metrics, views, main_metrics, "(layer, dim)", path)

@@ -47,10 +47,21 @@ def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg, cache: Embed
     return metrics
 
 
+def suite_average(metrics: dict[str, float], main: dict[str, str], views: ViewSet, suite: str) -> dict[str, float]:
+    """``<suite>/average`` per view: the unweighted mean of each task's main score, as MTEB averages."""
+    return {f"{suite}/average{views.name(v)}":
+            sum(metrics[f"{task}/{metric}{views.name(v)}"] for task, metric in main.items()) / len(main)
+            for v in views.views}
+
+
 def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics: dict[str, float]) -> None:
     """Log metrics and figures, then write results.json last: it exists only for a complete run."""
-    tracker.log_metrics(metrics)
     main = {t.name: t.main_metric for t in tasks}
+    suite = cfg.eval.get("suite")
+    if suite:
+        metrics.update(suite_average(metrics, main, views, suite))
+        main[suite] = "average"
+    tracker.log_metrics(metrics)
     figures = [dim_curve(metrics, views, main, out_dir / "metric_vs_dim.png"),
                diagonal_curve(metrics, views, main, out_dir / "metric_along_diagonal.png"),
                *(grid_heatmap(metrics, views, task, metric, out_dir / f"grid_{task}.png")
@@ -61,12 +72,12 @@ def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics:
                "config": OmegaConf.to_container(cfg, resolve=True)}
     tracker.client.log_dict(tracker.run_id, payload, "results.json")
     write_json_atomic(out_dir / "results.json", payload)
-    print_summary(tasks, views, metrics)
+    print_summary(main, views, metrics)
 
 
-def print_summary(tasks, views: ViewSet, metrics: dict[str, float]) -> None:
-    for task in tasks:
-        head = f"{task.name}/{task.main_metric}"
+def print_summary(main: dict[str, str], views: ViewSet, metrics: dict[str, float]) -> None:
+    for task, metric in main.items():
+        head = f"{task}/{metric}"
         cells = [f"{views.name(v).lstrip('/') or 'full'}={metrics[head + views.name(v)]:.5f}" for v in views.views]
         print(f"{head}: " + "  ".join(cells))
 

@@ -30,6 +30,31 @@ def encoder(minilm):
     return LayerEncoder(minilm)
 
 
+def embed_with(encoder, views):
+    """The ``embed`` callback tasks get, encoding in fp32 as mteb does."""
+    return lambda texts, desc: encoder.encode(texts, views.layers, 16, "fp32", desc)
+
+
+def mteb_task(base, task_type: str, main_score: str, load, **attributes):
+    """A real mteb task of ``base``'s kind whose data comes from ``load`` (offline, local files)."""
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    metadata = TaskMetadata(
+        name=f"Local{base.__name__}", description="local slice", reference="https://example.org",
+        type=task_type, category="t2t", modalities=["text"], eval_splits=["test"], eval_langs=["eng-Latn"],
+        main_score=main_score, dataset={"path": "local", "revision": "local"}, date=None, domains=None,
+        task_subtypes=None, license=None, annotations_creators=None, dialect=None, sample_creation=None,
+        bibtex_citation="")
+    return type(f"Local{base.__name__}", (base,), {"metadata": metadata, "load_data": load, **attributes})()
+
+
+def mteb_scores(model, task) -> dict:
+    import mteb
+
+    result = mteb.evaluate(model, task, cache=None, show_progress_bar=False)
+    return result.task_results[0].scores["test"][0]
+
+
 def write_beir(folder: Path, corpus: dict, queries: dict, qrels: dict, split: str = "test") -> Path:
     """A BEIR folder with the given content (corpus: id -> {title, text})."""
     (folder / "qrels").mkdir(parents=True, exist_ok=True)

@@ -60,3 +60,22 @@ def test_unknown_choice_lists_valid_options():
     with pytest.raises(MissingConfigException) as err:
         compose_cfg("train", ["model=nope"])
     assert "mrl" in str(err.value) and "minilm" in str(err.value)
+
+
+def test_mteb_lite_loads_five_task_types_with_their_main_scores():
+    from embedbench.tasks import load_tasks
+
+    cfg = compose_cfg("eval", ["eval=mteb_lite"])
+    assert cfg.eval.suite == "mteb_lite"
+    assert {(t.name, type(t).__name__, t.main_metric) for t in load_tasks(cfg)} == {
+        ("scifact", "RetrievalTask", "ndcg_at_10"), ("stsb", "STSTask", "spearman"),
+        ("banking77", "ClassificationTask", "accuracy"), ("stackoverflow", "ClusteringTask", "v_measure"),
+        ("mrpc", "PairClassificationTask", "ap")}
+
+
+def test_reranking_without_a_candidates_file_names_it():
+    from embedbench.errors import EmbedbenchError
+    from embedbench.tasks import load_tasks
+
+    with pytest.raises(EmbedbenchError, match=r"scifact/candidates/test\.tsv: file not found"):
+        load_tasks(compose_cfg("eval", ["eval=rerank"]))

@@ -1,12 +1,14 @@
-"""Retrieval and STS scores: by hand on a tiny example, and equal to mteb's on real slices."""
+"""Retrieval, reranking and STS scores: by hand on tiny examples, and equal to mteb's on real slices."""
 import math
+import random
 
 import pytest
 
-from conftest import DATA, SCIFACT
-from embedbench.data.beir import load_beir, subsample
+from conftest import DATA, SCIFACT, embed_with, mteb_scores, mteb_task
+from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
 from embedbench.data.sts import ScoredPairs, read_sts
 from embedbench.errors import EmbedbenchError
+from embedbench.tasks.reranking import RerankingTask
 from embedbench.tasks.retrieval import RetrievalTask, retrieval_metrics
 from embedbench.tasks.sts import STSTask
 from embedbench.views import build_views
@@ -36,30 +38,6 @@ def test_unknown_metric_is_refused():
         retrieval_metrics(QRELS, RUN, ["ndcg10"])
 
 
-def _embed(encoder, views):
-    return lambda texts, desc: encoder.encode(texts, views.layers, 16, "fp32", desc)
-
-
-def _mteb_task(kind, load):
-    from mteb.abstasks.task_metadata import TaskMetadata
-
-    metadata = TaskMetadata(
-        name=f"Local{kind.__name__}", description="local slice", reference="https://example.org",
-        type="Retrieval" if "Retrieval" in kind.__name__ else "STS", category="t2t", modalities=["text"],
-        eval_splits=["test"], eval_langs=["eng-Latn"],
-        main_score="ndcg_at_10" if "Retrieval" in kind.__name__ else "cosine_spearman",
-        dataset={"path": "local", "revision": "local"}, date=None, domains=None, task_subtypes=None, license=None,
-        annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation="")
-    return type(f"Local{kind.__name__}", (kind,), {"metadata": metadata, "load_data": load})()
-
-
-def _mteb_scores(model, task):
-    import mteb
-
-    result = mteb.evaluate(model, task, cache=None, show_progress_bar=False)
-    return result.task_results[0].scores["test"][0]
-
-
 def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -74,10 +52,10 @@ def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
                                                                relevant_docs=ds.qrels, top_ranked=None)}}
         self.data_loaded = True
 
-    reference = _mteb_scores(minilm, _mteb_task(AbsTaskRetrieval, load))
+    reference = mteb_scores(minilm, mteb_task(AbsTaskRetrieval, "Retrieval", "ndcg_at_10", load))
     views = build_views({}, encoder.n_layers, encoder.hidden_size)
     metrics = ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"]
-    ours = RetrievalTask("scifact", ds, metrics).evaluate(_embed(encoder, views), views)
+    ours = RetrievalTask("scifact", ds, metrics).evaluate(embed_with(encoder, views), views)
     for metric in metrics:
         assert ours[f"scifact/{metric}"] == pytest.approx(reference[metric], abs=5e-5), metric
 
@@ -94,7 +72,65 @@ def test_sts_equals_mteb_on_stsb_slice(minilm, encoder):
         self.dataset = {"default": {"test": data}}
         self.data_loaded = True
 
-    reference = _mteb_scores(minilm, _mteb_task(AbsTaskSTS, load))
+    reference = mteb_scores(minilm, mteb_task(AbsTaskSTS, "STS", "cosine_spearman", load))
     views = build_views({}, encoder.n_layers, encoder.hidden_size)
-    ours = STSTask("stsb", pairs).evaluate(_embed(encoder, views), views)
+    ours = STSTask("stsb", pairs).evaluate(embed_with(encoder, views), views)
     assert ours["stsb/spearman"] == pytest.approx(reference["cosine_spearman"], abs=1e-4)
+
+
+def _candidates(ds, per_query: int, seed: int) -> dict[str, list[str]]:
+    """Each query's judged docs hidden among random others, in shuffled order."""
+    rng = random.Random(seed)
+    docs = sorted(ds.corpus)
+    out = {}
+    for qid, judged in ds.qrels.items():
+        shortlist = list(judged) + rng.sample([d for d in docs if d not in judged], per_query)
+        rng.shuffle(shortlist)
+        out[qid] = shortlist
+    return out
+
+
+def test_reranking_equals_mteb_on_scifact_candidates(minilm, encoder):
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    candidates = _candidates(ds, 12, seed=3)
+
+    def load(self, **kwargs):
+        corpus = Dataset.from_list([{"id": d, "title": v["title"], "text": v["text"]} for d, v in ds.corpus.items()])
+        queries = Dataset.from_list([{"id": q, "text": t} for q, t in ds.queries.items()])
+        self.dataset = {"default": {"test": RetrievalSplitData(corpus=corpus, queries=queries,
+                                                               relevant_docs=ds.qrels, top_ranked=candidates)}}
+        self.data_loaded = True
+
+    reference = mteb_scores(minilm, mteb_task(AbsTaskRetrieval, "Reranking", "map_at_1000", load))
+    views = build_views({}, encoder.n_layers, encoder.hidden_size)
+    ours = RerankingTask("rerank", ds, candidates, ["map_at_1000", "mrr_at_10"]).evaluate(embed_with(encoder, views),
+                                                                                           views)
+    assert ours["rerank/map_at_1000"] == pytest.approx(reference["map_at_1000"], abs=5e-5)
+    assert ours["rerank/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)
+
+
+def test_candidates_file_errors_name_the_line(tmp_path):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 2, 20, seed=1)
+    q1, q2 = sorted(ds.qrels)
+    path = tmp_path / "candidates.tsv"
+    path.write_text(f"query-id\tcorpus-id\n{q1}\t{next(iter(ds.corpus))}\n{q2}\tnot-a-doc\n")
+    with pytest.raises(EmbedbenchError, match=r"candidates\.tsv:3: document 'not-a-doc' is not in corpus"):
+        load_candidates(path, ds)
+    path.write_text(f"{q1}\t{next(iter(ds.corpus))}\n")
+    with pytest.raises(EmbedbenchError, match=rf"1 judged queries have no candidates, e.g. '{q2}'"):
+        load_candidates(path, ds)
+
+
+def test_ignore_identical_ids_drops_the_query_itself(encoder):
+    corpus = {"a": {"title": "", "text": "the cat sat on the mat"}, "b": {"title": "", "text": "a cat on a mat"},
+              "c": {"title": "", "text": "stock markets fell sharply"}}
+    ds = BeirDataset("dup", corpus, {"a": "the cat sat on the mat"}, {"a": {"b": 1}})
+    views = build_views({}, encoder.n_layers, encoder.hidden_size)
+    embed = embed_with(encoder, views)
+    kept = RetrievalTask("dup", ds, ["mrr_at_10"]).evaluate(embed, views)
+    dropped = RetrievalTask("dup", ds, ["mrr_at_10"], ignore_identical_ids=True).evaluate(embed, views)
+    assert (kept["dup/mrr_at_10"], dropped["dup/mrr_at_10"]) == (0.5, 1.0)

@@ -143,6 +143,29 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
     return qrels
 
 
+def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
+    """Each judged query's documents to rerank, in file order: ``query-id, corpus-id[, score]`` per
+    line (a header line and a run's score column are allowed), tab-separated."""
+    if not path.is_file():
+        raise at(path, None, "file not found")
+    candidates: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+            if not row or (lineno == 1 and row[0].strip() == "query-id"):
+                continue
+            if len(row) < 2:
+                raise at(path, lineno, "expected query-id, corpus-id")
+            qid, doc_id = row[0].strip(), row[1].strip()
+            if doc_id not in ds.corpus:
+                raise at(path, lineno, f"document {doc_id!r} is not in corpus.jsonl")
+            if qid in ds.qrels:
+                candidates.setdefault(qid, []).append(doc_id)
+    missing = [qid for qid in ds.qrels if qid not in candidates]
+    if missing:
+        raise at(path, None, f"{len(missing)} judged queries have no candidates, e.g. {missing[0]!r}")
+    return candidates
+
+
 def load_beir(name: str, root: Path, split: str) -> BeirDataset:
     corpus = load_corpus(root / "corpus.jsonl")
     queries = load_queries(root / "queries.jsonl")

@@ -6,10 +6,16 @@ so one encoding pass serves every view (and, later, a cache can serve every run)
 from __future__ import annotations
 
 from embedbench.errors import EmbedbenchError
+from embedbench.tasks.classification import ClassificationTask
+from embedbench.tasks.clustering import ClusteringTask
+from embedbench.tasks.pair_classification import PairClassificationTask
+from embedbench.tasks.reranking import RerankingTask
 from embedbench.tasks.retrieval import RetrievalTask
 from embedbench.tasks.sts import STSTask
 
-TASK_TYPES = {"retrieval": RetrievalTask, "sts": STSTask}
+TASK_TYPES = {"retrieval": RetrievalTask, "sts": STSTask, "classification": ClassificationTask,
+              "clustering": ClusteringTask, "pair_classification": PairClassificationTask,
+              "reranking": RerankingTask}
 
 
 def load_tasks(cfg) -> list:

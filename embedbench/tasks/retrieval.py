@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytrec_eval
 
@@ -47,6 +48,26 @@ def retrieval_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str,
     return results
 
 
+def load_split(name: str, task_cfg, cfg) -> tuple[Path, BeirDataset]:
+    """The BEIR folder ``data=`` names and its evaluation split (or the task's ``split``)."""
+    data = cfg.data
+    if data.get("format", "beir") != "beir":
+        raise EmbedbenchError(f"data={data.name}: {task_cfg.type} needs a BEIR-format source, not {data.format}")
+    root = resolve_root(data.name, data.get("root"), data.get("url"))
+    return root, load_beir(name, root, task_cfg.get("split") or data.eval_split)
+
+
+def checked_metrics(task_cfg) -> list[str]:
+    metrics = list(task_cfg.metrics)
+    for metric in metrics:
+        parse_metric(metric)
+    return metrics
+
+
+def metrics_by_view(name: str, qrels, run, metrics: list[str], suffix: str) -> dict[str, float]:
+    return {f"{name}/{metric}{suffix}": value for metric, value in retrieval_metrics(qrels, run, metrics).items()}
+
+
 @dataclass
 class RetrievalTask:
     name: str
@@ -58,33 +79,29 @@ class RetrievalTask:
     def main_metric(self) -> str:
         return self.metrics[0]
 
+    ignore_identical_ids: bool = False  # drop a doc whose id is the query's (sets where queries sit in the corpus)
+
     @classmethod
     def from_config(cls, name, task_cfg, cfg):
-        data = cfg.data
-        if data.get("format", "beir") != "beir":
-            raise EmbedbenchError(f"data={data.name}: retrieval needs a BEIR-format source, not {data.format}")
-        root = resolve_root(data.name, data.get("root"), data.get("url"))
-        dataset = load_beir(name, root, task_cfg.get("split") or data.eval_split)
+        root, dataset = load_split(name, task_cfg, cfg)
         dataset = subsample(dataset, cfg.eval.get("max_queries"), cfg.eval.get("max_docs"), cfg.seed)
-        metrics = list(task_cfg.metrics)
-        for metric in metrics:
-            parse_metric(metric)
-        return cls(name, dataset, metrics, task_cfg.get("index", "Flat"))
+        return cls(name, dataset, checked_metrics(task_cfg), task_cfg.get("index", "Flat"),
+                   bool(task_cfg.get("ignore_identical_ids", False)))
 
     def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
         qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
         texts = [self.dataset.queries[q] for q in qids] + [self.dataset.doc_text(d) for d in doc_ids]
         pooled = embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
-        k = max(parse_metric(m)[1] for m in self.metrics)
+        k = max(parse_metric(m)[1] for m in self.metrics) + int(self.ignore_identical_ids)
         out: dict[str, float] = {}
         for view in views.views:
             emb = cut(pooled[view.layer], view.dim).numpy()
             found = search(emb[len(qids):], emb[: len(qids)], k, self.index)
-            run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i) if j >= 0}
+            run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i)
+                         if j >= 0 and not (self.ignore_identical_ids and doc_ids[j] == qid)}
                    for qid, row_s, row_i in zip(qids, found.scores, found.ids)}
             suffix = views.name(view)
-            for metric, value in retrieval_metrics(self.dataset.qrels, run, self.metrics).items():
-                out[f"{self.name}/{metric}{suffix}"] = value
+            out.update(metrics_by_view(self.name, self.dataset.qrels, run, self.metrics, suffix))
             out[f"{self.name}/index_build_s{suffix}"] = found.build_s
             out[f"{self.name}/search_qps{suffix}"] = len(qids) / max(found.search_s, 1e-9)
         return out

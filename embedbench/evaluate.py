@@ -9,10 +9,12 @@ from omegaconf import OmegaConf
 
 from embedbench.cache import EmbeddingCache, model_fingerprint
 from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
-from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap
+from embedbench.errors import EmbedbenchError
+from embedbench.lexical import BM25
+from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker, write_json_atomic
-from embedbench.views import ViewSet, build_views, with_grid
+from embedbench.views import View, ViewSet, build_views, with_grid
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,9 @@ def suite_average(metrics: dict[str, float], main: dict[str, str], views: ViewSe
 
 def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics: dict[str, float]) -> None:
     """Log metrics and figures, then write results.json last: it exists only for a complete run."""
-    main = {t.name: t.main_metric for t in tasks}
+    main = {}
+    for task in tasks:  # an mteb task list reports one main score per mteb task
+        main.update(getattr(task, "main_by_task", None) or {task.name: task.main_metric})
     suite = cfg.eval.get("suite")
     if suite:
         metrics.update(suite_average(metrics, main, views, suite))
@@ -65,7 +69,10 @@ def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics:
     figures = [dim_curve(metrics, views, main, out_dir / "metric_vs_dim.png"),
                diagonal_curve(metrics, views, main, out_dir / "metric_along_diagonal.png"),
                *(grid_heatmap(metrics, views, task, metric, out_dir / f"grid_{task}.png")
-                 for task, metric in main.items())]
+                 for task, metric in main.items()),
+               *(index_pareto(metrics, views, task.name, main[task.name], [s.name for s in task.indexes],
+                              out_dir / f"index_pareto_{task.name}.png")
+                 for task in tasks if getattr(task, "indexes", ()))]
     for figure in filter(None, figures):
         tracker.log_artifact(figure, "plots")
     payload = {"metrics": metrics, "mlflow_run_id": tracker.run_id,
@@ -76,15 +83,34 @@ def finish(cfg, tracker: Tracker, out_dir: Path, tasks, views: ViewSet, metrics:
 
 
 def print_summary(main: dict[str, str], views: ViewSet, metrics: dict[str, float]) -> None:
+    """Each task's main score for every view and index variant, one line per task."""
     for task, metric in main.items():
         head = f"{task}/{metric}"
-        cells = [f"{views.name(v).lstrip('/') or 'full'}={metrics[head + views.name(v)]:.5f}" for v in views.views]
+        cells = [f"{key[len(head):].lstrip('/') or 'full'}={value:.5f}" for key, value in metrics.items()
+                 if key == head or key.startswith(head + "/")]
         print(f"{head}: " + "  ".join(cells))
+
+
+def score_lexical(tasks, model_cfg) -> dict[str, float]:
+    """A lexical model's scores: retrieval tasks only, through their lexical search path."""
+    for task in tasks:
+        if not hasattr(task, "evaluate_lexical"):
+            raise EmbedbenchError(f"model={model_cfg.name} scores retrieval tasks only, and eval.tasks has "
+                                  f"{task.name} ({type(task).__name__}); choose eval=beir")
+    bm25 = BM25(model_cfg.k1, model_cfg.b, model_cfg.method, model_cfg.stemmer, model_cfg.stopwords)
+    metrics = {}
+    for task in tasks:
+        metrics.update(task.evaluate_lexical(bm25))
+    return metrics
 
 
 def run_eval(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
     with Tracker(cfg, run_name, sweep_dir) as tracker:
         tasks = load_tasks(cfg)
+        if cfg.model.get("kind") == "lexical":
+            metrics = score_lexical(tasks, cfg.model)
+            finish(cfg, tracker, out_dir, tasks, ViewSet((View(1, 1),), 1, 1), metrics)
+            return metrics
         model = load_model(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
                            cfg.model.trust_remote_code)
         encoder = LayerEncoder(model)

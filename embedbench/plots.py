@@ -75,3 +75,37 @@ def diagonal_curve(metrics: dict[str, float], views: ViewSet, main_metrics: dict
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = [f"({v.layer},{v.dim})" for v in diagonal]
     return _score_lines(fig, ax, labels, diagonal, metrics, views, main_metrics, "(layer, dim)", path)
+
+
+def index_pareto(metrics: dict[str, float], views: ViewSet, task: str, metric: str, index_names: list[str],
+                 path: Path) -> Path | None:
+    """Quality against queries/second for exact search and every index, each view a point; the
+    Pareto front (no point both faster and better) joined by a line. None without indexes."""
+    if not index_names:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = []
+    for index in ["exact", *index_names]:
+        xs, ys = [], []
+        for view in views.views:
+            suffix = views.name(view, "" if index == "exact" else index)
+            if f"{task}/search_qps{suffix}" in metrics:
+                xs.append(metrics[f"{task}/search_qps{suffix}"])
+                ys.append(metrics[f"{task}/{metric}{suffix}"])
+        ax.scatter(xs, ys, label=index, s=28)
+        points += zip(xs, ys)
+    front, best = [], float("-inf")
+    for qps, score in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if score > best:
+            front.append((qps, score))
+            best = score
+    ax.plot(*zip(*front), color="grey", linewidth=1, zorder=0, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries / second (search only)")
+    ax.set_ylabel(f"{task}/{metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -7,6 +7,7 @@ from transformers import TrainerCallback, set_seed
 
 from embedbench.data.pairs import training_pairs
 from embedbench.encoder import LayerEncoder, load_model, resolve_device
+from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import finish, open_cache, score
 from embedbench.losses import build_objective
 from embedbench.tasks import load_tasks
@@ -61,6 +62,9 @@ def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tra
 
 
 def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
+    if cfg.model.get("kind") == "lexical":
+        raise EmbedbenchError(f"model={cfg.model.name} has nothing to train; score it with `embedbench eval "
+                              f"model={cfg.model.name}`")
     set_seed(cfg.seed)
     with Tracker(cfg, run_name, sweep_dir) as tracker:
         # read every input before training, so a bad file costs seconds, not a training run

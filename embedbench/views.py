@@ -37,13 +37,18 @@ class ViewSet:
     def full(self) -> View:
         return View(self.n_layers, self.hidden_size)
 
-    def name(self, view: View) -> str:
-        """Metric-name suffix: '' for the full view, '/d64' on the last layer, '/l3_d64' elsewhere."""
+    def name(self, view: View, variant: str = "") -> str:
+        """Metric-name suffix: '' for the full view, '/d64' on the last layer, '/l3_d64' elsewhere;
+        a variant (an index, a precision) is appended: '/binary', '/d64_binary'."""
         if view == self.full:
-            return ""
-        if view.layer == self.n_layers:
-            return f"/d{view.dim}"
-        return f"/l{view.layer}_d{view.dim}"
+            base = ""
+        elif view.layer == self.n_layers:
+            base = f"/d{view.dim}"
+        else:
+            base = f"/l{view.layer}_d{view.dim}"
+        if not variant:
+            return base
+        return f"{base}_{variant}" if base else f"/{variant}"
 
 
 def build_views(spec, n_layers: int, hidden_size: int) -> ViewSet:

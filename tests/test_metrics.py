@@ -38,21 +38,25 @@ def test_unknown_metric_is_refused():
         retrieval_metrics(QRELS, RUN, ["ndcg10"])
 
 
-def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
+def mteb_retrieval_task(ds, task_type: str, main_score: str, top_ranked=None):
+    """A real mteb retrieval task over a BEIR dataset held in memory (with candidates: reranking)."""
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
-
-    ds = subsample(load_beir("scifact", SCIFACT, "test"), 25, 250, seed=7)
 
     def load(self, **kwargs):
         corpus = Dataset.from_list([{"id": d, "title": v["title"], "text": v["text"]} for d, v in ds.corpus.items()])
         queries = Dataset.from_list([{"id": q, "text": t} for q, t in ds.queries.items()])
         self.dataset = {"default": {"test": RetrievalSplitData(corpus=corpus, queries=queries,
-                                                               relevant_docs=ds.qrels, top_ranked=None)}}
+                                                               relevant_docs=ds.qrels, top_ranked=top_ranked)}}
         self.data_loaded = True
 
-    reference = mteb_scores(minilm, mteb_task(AbsTaskRetrieval, "Retrieval", "ndcg_at_10", load))
+    return mteb_task(AbsTaskRetrieval, task_type, main_score, load)
+
+
+def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 25, 250, seed=7)
+    reference = mteb_scores(minilm, mteb_retrieval_task(ds, "Retrieval", "ndcg_at_10"))
     views = build_views({}, encoder.n_layers, encoder.hidden_size)
     metrics = ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"]
     ours = RetrievalTask("scifact", ds, metrics).evaluate(embed_with(encoder, views), views)
@@ -91,21 +95,9 @@ def _candidates(ds, per_query: int, seed: int) -> dict[str, list[str]]:
 
 
 def test_reranking_equals_mteb_on_scifact_candidates(minilm, encoder):
-    from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
-
     ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
     candidates = _candidates(ds, 12, seed=3)
-
-    def load(self, **kwargs):
-        corpus = Dataset.from_list([{"id": d, "title": v["title"], "text": v["text"]} for d, v in ds.corpus.items()])
-        queries = Dataset.from_list([{"id": q, "text": t} for q, t in ds.queries.items()])
-        self.dataset = {"default": {"test": RetrievalSplitData(corpus=corpus, queries=queries,
-                                                               relevant_docs=ds.qrels, top_ranked=candidates)}}
-        self.data_loaded = True
-
-    reference = mteb_scores(minilm, mteb_task(AbsTaskRetrieval, "Reranking", "map_at_1000", load))
+    reference = mteb_scores(minilm, mteb_retrieval_task(ds, "Reranking", "map_at_1000", candidates))
     views = build_views({}, encoder.n_layers, encoder.hidden_size)
     ours = RerankingTask("rerank", ds, candidates, ["map_at_1000", "mrr_at_10"]).evaluate(embed_with(encoder, views),
                                                                                            views)
@@ -134,3 +126,23 @@ def test_ignore_identical_ids_drops_the_query_itself(encoder):
     kept = RetrievalTask("dup", ds, ["mrr_at_10"]).evaluate(embed, views)
     dropped = RetrievalTask("dup", ds, ["mrr_at_10"], ignore_identical_ids=True).evaluate(embed, views)
     assert (kept["dup/mrr_at_10"], dropped["dup/mrr_at_10"]) == (0.5, 1.0)
+
+
+def test_bm25_on_scifact_is_pyserini_flat_within_001():
+    from embedbench.lexical import BM25
+
+    task = RetrievalTask("scifact", load_beir("scifact", SCIFACT, "test"), ["ndcg_at_10", "recall_at_100"])
+    scores = task.evaluate_lexical(BM25())
+    assert scores["scifact/ndcg_at_10"] == pytest.approx(0.6789, abs=0.01)  # Pyserini BEIR flat index
+    assert scores["scifact/bytes_per_vec"] > 0
+
+
+def test_bm25_settings_change_the_ranking_and_bad_stemmer_is_refused():
+    from embedbench.lexical import BM25
+
+    docs = ["running shoes for marathon runners", "the run of the season", "cooking pasta at home"]
+    stemmed = BM25().search(docs, ["runs"], 3).ids[0]
+    unstemmed = BM25(stemmer=None).search(docs, ["runs"], 3)
+    assert set(stemmed[:2]) == {0, 1} and (unstemmed.scores[0] == 0).all()  # "runs" matches only via stems
+    with pytest.raises(EmbedbenchError, match="model.stemmer=klingon"):
+        BM25(stemmer="klingon")

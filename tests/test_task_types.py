@@ -143,3 +143,51 @@ def test_suite_average_is_the_mean_of_main_scores_per_view(encoder):
     metrics = {"a/acc": 0.5, "a/acc/d64": 0.25, "b/ap": 1.0, "b/ap/d64": 0.75, "b/other": 9.0}
     assert suite_average(metrics, {"a": "acc", "b": "ap"}, views, "lite") == {"lite/average": 0.75,
                                                                               "lite/average/d64": 0.5}
+
+
+def test_mteb_adapter_scores_every_view_from_one_encoding(minilm, encoder):
+    from datasets import Dataset
+    from mteb.abstasks.sts import AbsTaskSTS
+
+    from embedbench.data.sts import ScoredPairs, read_sts
+    from embedbench.tasks.mteb_tasks import MtebTasks
+    from embedbench.tasks.sts import STSTask
+
+    full = read_sts(DATA / "sts" / "stsbenchmark" / "sts-test.csv")
+    pairs = ScoredPairs(full.sentences1[:120], full.sentences2[:120], full.scores[:120])
+
+    def load(self, **kwargs):
+        self.dataset = {"default": {"test": Dataset.from_dict(
+            {"sentence1": pairs.sentences1, "sentence2": pairs.sentences2, "score": pairs.scores})}}
+        self.data_loaded = True
+
+    views = build_views({"dims": [384, 64]}, encoder.n_layers, encoder.hidden_size)
+    calls = []
+    embed = embed_with(encoder, views)
+    counted = lambda texts, desc: calls.append(len(texts)) or embed(texts, desc)  # noqa: E731
+    adapter = MtebTasks([mteb_task(AbsTaskSTS, "STS", "cosine_spearman", load)])
+    ours = adapter.evaluate(counted, views)
+    direct = STSTask("stsb", pairs).evaluate(embed, views)
+    assert ours["LocalAbsTaskSTS/main_score"] == pytest.approx(direct["stsb/spearman"], abs=1e-4)
+    assert ours["LocalAbsTaskSTS/main_score/d64"] == pytest.approx(direct["stsb/spearman/d64"], abs=1e-4)
+    assert adapter.main_by_task == {"LocalAbsTaskSTS": "main_score"}
+    assert len(calls) == 2  # sentence1 and sentence2 lists, encoded for the first view only
+
+
+def test_mteb_adapter_offline_is_a_clear_error(monkeypatch):
+    from huggingface_hub import constants
+
+    from embedbench.tasks.mteb_tasks import MtebTasks
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(EmbedbenchError, match=r"eval=mteb: tasks \['STSBenchmark'\] .* offline"):
+        MtebTasks.from_names(["STSBenchmark"])
+
+
+def test_jsonl_labelled_table_and_its_errors(tmp_path):
+    path = tmp_path / "clusters.jsonl"
+    path.write_text('{"text": "how to sort a list", "label": 3}\n\n{"text": "pandas merge", "label": 7}\n')
+    assert read_labelled(path) == LabelledTexts(["how to sort a list", "pandas merge"], ["3", "7"])
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
+    with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: missing field 'label'"):
+        read_labelled(path)

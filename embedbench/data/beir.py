@@ -6,7 +6,6 @@ else the official BEIR zip downloaded into a cache.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 import urllib.error
@@ -15,6 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedbench.data.files import jsonl_records
 from embedbench.errors import EmbedbenchError, at
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -79,28 +79,9 @@ def download(name: str, url: str, target: Path) -> Path:
     return target
 
 
-def _read_jsonl(path: Path, required: tuple[str, ...]):
-    if not path.is_file():
-        raise at(path, None, "file not found")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise at(path, lineno, f"not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise at(path, lineno, "expected a JSON object")
-            missing = [key for key in required if key not in record]
-            if missing:
-                raise at(path, lineno, f"missing field {missing[0]!r}")
-            yield lineno, record
-
-
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
     corpus = {}
-    for lineno, rec in _read_jsonl(path, ("_id", "text")):
+    for lineno, rec in jsonl_records(path, ("_id", "text")):
         doc_id = str(rec["_id"])
         if doc_id in corpus:
             raise at(path, lineno, f"duplicate document id {doc_id!r}")
@@ -111,7 +92,7 @@ def load_corpus(path: Path) -> dict[str, dict[str, str]]:
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    return {str(rec["_id"]): rec["text"] for _, rec in _read_jsonl(path, ("_id", "text"))}
+    return {str(rec["_id"]): rec["text"] for _, rec in jsonl_records(path, ("_id", "text"))}
 
 
 def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int]]:

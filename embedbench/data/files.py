@@ -1,10 +1,12 @@
-"""Locating data files given relative to $EMBEDBENCH_DATA."""
+"""Locating data files given relative to $EMBEDBENCH_DATA, and reading JSON-lines records."""
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from embedbench.errors import EmbedbenchError
+from embedbench.errors import EmbedbenchError, at
 
 
 def data_file(path: str, key: str) -> Path:
@@ -16,3 +18,24 @@ def data_file(path: str, key: str) -> Path:
         raise EmbedbenchError(f"{key}={path}: relative path and EMBEDBENCH_DATA is not set; "
                               "set EMBEDBENCH_DATA=<data folder> or give an absolute path")
     return Path(root).expanduser() / candidate
+
+
+def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line, each checked to be an object with ``required``."""
+    path = Path(path)
+    if not path.is_file():
+        raise at(path, None, "file not found")
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise at(path, lineno, f"not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise at(path, lineno, "expected a JSON object")
+            missing = [key for key in required if key not in record]
+            if missing:
+                raise at(path, lineno, f"missing field {missing[0]!r}")
+            yield lineno, record

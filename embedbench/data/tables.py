@@ -6,11 +6,11 @@ Every error names the file and line, and empty splits are refused before any enc
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedbench.data.files import jsonl_records
 from embedbench.errors import at
 
 
@@ -30,12 +30,12 @@ class LabelledPairs:
 def rows(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, {column: value}) for each record, checking that the named columns are there."""
     path = Path(path)
+    if path.suffix == ".jsonl":
+        yield from ((n, {c: str(r[c]) for c in columns}) for n, r in jsonl_records(path, tuple(columns)))
+        return
     if not path.is_file():
         raise at(path, None, "file not found")
     with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: MRPC starts with a BOM
-        if path.suffix == ".jsonl":
-            yield from _json_rows(path, fh, columns)
-            return
         tabbed = path.suffix in (".tsv", ".txt")
         reader = csv.DictReader(fh, delimiter="\t" if tabbed else ",",
                                 quoting=csv.QUOTE_NONE if tabbed else csv.QUOTE_MINIMAL)
@@ -48,20 +48,6 @@ def rows(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]
                 raise at(path, start, f"expected {len(reader.fieldnames)} fields")
             yield start, record
             start = reader.line_num + 1
-
-
-def _json_rows(path, fh, columns):
-    for lineno, line in enumerate(fh, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise at(path, lineno, f"not valid JSON ({err.msg})") from None
-        missing = [c for c in columns if c not in record]
-        if missing:
-            raise at(path, lineno, f"no field {missing[0]!r}")
-        yield lineno, {c: str(record[c]) for c in columns}
 
 
 def read_labelled(path, text_column: str = "text", label_column: str = "label") -> LabelledTexts:

@@ -5,9 +5,12 @@ so one encoding pass serves every view (and, later, a cache can serve every run)
 """
 from __future__ import annotations
 
+from omegaconf import ListConfig
+
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.classification import ClassificationTask
 from embedbench.tasks.clustering import ClusteringTask
+from embedbench.tasks.mteb_tasks import MtebTasks
 from embedbench.tasks.pair_classification import PairClassificationTask
 from embedbench.tasks.reranking import RerankingTask
 from embedbench.tasks.retrieval import RetrievalTask
@@ -19,7 +22,11 @@ TASK_TYPES = {"retrieval": RetrievalTask, "sts": STSTask, "classification": Clas
 
 
 def load_tasks(cfg) -> list:
-    """Every task of ``cfg.eval.tasks``, its data read and validated now, before any training."""
+    """Every task of ``cfg.eval.tasks``, its data read and validated now, before any training.
+
+    A list instead of a mapping names real mteb tasks (``eval=mteb eval.tasks=[SciFact,STS12]``)."""
+    if isinstance(cfg.eval.tasks, ListConfig):
+        return [MtebTasks.from_names(list(cfg.eval.tasks))]
     tasks = []
     for key, task_cfg in cfg.eval.tasks.items():
         kind = task_cfg.get("type")

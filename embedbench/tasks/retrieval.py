@@ -5,15 +5,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytrec_eval
 
 from embedbench.data.beir import BeirDataset, load_beir, resolve_root, subsample
 from embedbench.errors import EmbedbenchError
-from embedbench.index import search
+from embedbench.index import IndexSpec, SearchResult, search
 from embedbench.views import ViewSet, cut
 
 # our metric name -> trec_eval measure family; mrr is computed on the top-k cut of the run
 TREC_MEASURES = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "recall", "precision_at": "P"}
+RECALL_VS_EXACT = 10  # an index's recall@10 against exact search of the same view
 METRIC = re.compile(r"^(ndcg_at|map_at|recall_at|precision_at|mrr_at)_(\d+)$")
 
 
@@ -73,35 +75,61 @@ class RetrievalTask:
     name: str
     dataset: BeirDataset
     metrics: list[str]
-    index: str = "Flat"
+    indexes: tuple[IndexSpec, ...] = ()  # scored beside exact search, per view (index=)
+    ignore_identical_ids: bool = False  # drop a doc whose id is the query's (sets where queries sit in the corpus)
 
     @property
     def main_metric(self) -> str:
         return self.metrics[0]
 
-    ignore_identical_ids: bool = False  # drop a doc whose id is the query's (sets where queries sit in the corpus)
-
     @classmethod
     def from_config(cls, name, task_cfg, cfg):
-        root, dataset = load_split(name, task_cfg, cfg)
+        _, dataset = load_split(name, task_cfg, cfg)
         dataset = subsample(dataset, cfg.eval.get("max_queries"), cfg.eval.get("max_docs"), cfg.seed)
-        return cls(name, dataset, checked_metrics(task_cfg), task_cfg.get("index", "Flat"),
-                   bool(task_cfg.get("ignore_identical_ids", False)))
+        indexes = tuple(IndexSpec.from_config(key, spec) for key, spec in (cfg.get("index") or {}).items())
+        return cls(name, dataset, checked_metrics(task_cfg), indexes, bool(task_cfg.get("ignore_identical_ids", False)))
 
     def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
         qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
         texts = [self.dataset.queries[q] for q in qids] + [self.dataset.doc_text(d) for d in doc_ids]
         pooled = embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
-        k = max(parse_metric(m)[1] for m in self.metrics) + int(self.ignore_identical_ids)
+        k = max(max(parse_metric(m)[1] for m in self.metrics), RECALL_VS_EXACT) + int(self.ignore_identical_ids)
         out: dict[str, float] = {}
         for view in views.views:
             emb = cut(pooled[view.layer], view.dim).numpy()
-            found = search(emb[len(qids):], emb[: len(qids)], k, self.index)
-            run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i)
-                         if j >= 0 and not (self.ignore_identical_ids and doc_ids[j] == qid)}
-                   for qid, row_s, row_i in zip(qids, found.scores, found.ids)}
-            suffix = views.name(view)
-            out.update(metrics_by_view(self.name, self.dataset.qrels, run, self.metrics, suffix))
-            out[f"{self.name}/index_build_s{suffix}"] = found.build_s
-            out[f"{self.name}/search_qps{suffix}"] = len(qids) / max(found.search_s, 1e-9)
+            docs, queries = emb[len(qids):], emb[: len(qids)]
+            exact = search(docs, queries, k)
+            out.update(self._scores(qids, doc_ids, exact, views.name(view)))
+            for spec in self.indexes:
+                if spec.funnel_dim and spec.funnel_dim >= view.dim:
+                    continue  # a funnel only shortlists at a dim below the view's
+                found = search(docs, queries, k, spec)
+                suffix = views.name(view, spec.name)
+                out.update(self._scores(qids, doc_ids, found, suffix))
+                out[f"{self.name}/recall_vs_exact_at_{RECALL_VS_EXACT}{suffix}"] = overlap(found.ids, exact.ids)
         return out
+
+    def evaluate_lexical(self, retriever) -> dict[str, float]:
+        """Scores of a lexical retriever (BM25) searching the raw texts; named like the full view."""
+        qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
+        k = max(parse_metric(m)[1] for m in self.metrics) + int(self.ignore_identical_ids)
+        found = retriever.search([self.dataset.doc_text(d) for d in doc_ids],
+                                 [self.dataset.queries[q] for q in qids], k)
+        return self._scores(qids, doc_ids, found, "")
+
+    def _scores(self, qids, doc_ids, found: SearchResult, suffix: str) -> dict[str, float]:
+        run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i)
+                     if j >= 0 and not (self.ignore_identical_ids and doc_ids[j] == qid)}
+               for qid, row_s, row_i in zip(qids, found.scores, found.ids)}
+        out = metrics_by_view(self.name, self.dataset.qrels, run, self.metrics, suffix)
+        out[f"{self.name}/index_build_s{suffix}"] = found.build_s
+        out[f"{self.name}/search_qps{suffix}"] = len(qids) / max(found.search_s, 1e-9)
+        out[f"{self.name}/bytes_per_vec{suffix}"] = found.bytes_per_vec
+        if found.flops_per_query is not None:
+            out[f"{self.name}/flops_per_query{suffix}"] = found.flops_per_query
+        return out
+
+
+def overlap(found: np.ndarray, exact: np.ndarray, k: int = RECALL_VS_EXACT) -> float:
+    """Mean fraction of the exact top-k that the index also returns in its top-k."""
+    return float(np.mean([len(set(f[:k]) & set(e[:k]) - {-1}) / k for f, e in zip(found, exact)]))

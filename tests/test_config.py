@@ -25,8 +25,10 @@ def test_every_option_composes_into_train(group, option):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_pins_its_recipe(experiment):
     cfg = compose_cfg("train", [f"experiment={experiment}"])
-    assert cfg.model.name == experiment.split("_")[0]
-    assert cfg.data.name == "scifact" and cfg.loss.name == "infonce"
+    model, task = experiment.split("_")
+    assert cfg.model.name == model
+    recipe = {"retrieval": ("scifact", "infonce", {"beir"}), "sts": ("stsb", "cosent", {"stsb"})}[task]
+    assert (cfg.data.name, cfg.loss.name, set(cfg.eval.tasks)) == recipe
     assert list(cfg.eval.grid.dims) == [384, 256, 192, 128, 64, 32]
 
 

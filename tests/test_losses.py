@@ -63,7 +63,7 @@ def test_unknown_loss_lists_choices(encoder):
     from embedbench.errors import EmbedbenchError
 
     views = build_views({}, 6, 384)
-    with pytest.raises(EmbedbenchError, match=r"loss=nope: unknown; choose one of \['infonce'\]"):
+    with pytest.raises(EmbedbenchError, match=r"loss=nope: unknown; choose one of \['angle', 'cosent', 'infonce'\]"):
         build_objective(OmegaConf.create({"name": "nope"}), encoder, views)
 
 
@@ -123,3 +123,49 @@ def test_bad_sampling_choice_is_refused(encoder):
 
     with pytest.raises(EmbedbenchError, match="model.objective.sample=diagonal"):
         _objective(encoder, {}, {"sample": "diagonal"})
+
+
+def _direct_cosent(a, b, labels, scale=20.0):
+    """log(1 + sum over pairs (i, j) with label_i > label_j of exp(scale * (cos_j - cos_i)))."""
+    cos = [float(x @ y) for x, y in zip(a, b)]
+    terms = [math.exp(scale * (cos[j] - cos[i])) for i in range(len(cos)) for j in range(len(cos))
+             if labels[i] > labels[j]]
+    return math.log(1 + sum(terms))
+
+
+def test_cosent_matches_its_formula(batch):
+    from embedbench.losses.scored import ScoredPairLoss
+
+    a, b, _ = batch
+    labels = torch.tensor([0.9, 0.1, 0.5, 0.3])
+    assert ScoredPairLoss("cosent")([a, b], labels).item() == pytest.approx(_direct_cosent(a, b, labels), rel=1e-5)
+    # AnglE orders by angle difference: same pairs ranked, a different value
+    assert ScoredPairLoss("angle")([a, b], labels).item() != pytest.approx(_direct_cosent(a, b, labels), rel=1e-3)
+
+
+SENTENCES1 = ["A man is playing a guitar.", "A woman slices an onion.", "Kids play in the park."]
+SENTENCES2 = ["A person plays an instrument.", "The stock market fell.", "Children are playing outside."]
+
+
+def test_scored_pair_alignment_is_kl_of_embeddings_to_the_last_layer_at_the_same_dim(minilm, encoder):
+    from omegaconf import OmegaConf
+
+    from embedbench.losses.scored import ScoredPairLoss
+
+    views = build_views({"pairs": [[3, 64], [6, 384]]}, encoder.n_layers, encoder.hidden_size)
+    objective = build_objective(OmegaConf.create({"name": "cosent", "scale": 20.0}), encoder, views,
+                                {"align_weight": 0.5, "align_temperature": 0.1})
+    labels = torch.tensor([0.8, 0.1, 0.9])
+    features = [minilm.preprocess(SENTENCES1), minilm.preprocess(SENTENCES2)]
+    with torch.no_grad():
+        loss = objective(features, labels).item()
+    e1, e2 = (encoder.encode(t, [3, 6]) for t in (SENTENCES1, SENTENCES2))
+    base = ScoredPairLoss("cosent")
+    terms = base([cut(e1[6], 384), cut(e2[6], 384)], labels) + base([cut(e1[3], 64), cut(e2[3], 64)], labels)
+
+    def kl(student, teacher):
+        t, s = torch.softmax(teacher / 0.1, -1), torch.softmax(student / 0.1, -1)
+        return (t * (t.log() - s.log())).sum(-1).mean()
+
+    align = (kl(cut(e1[3], 64), cut(e1[6], 64)) + kl(cut(e2[3], 64), cut(e2[6], 64))) / 2
+    assert loss == pytest.approx((terms + 0.5 * align).item(), rel=1e-4)

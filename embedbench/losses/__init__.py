@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from embedbench.errors import EmbedbenchError
+from functools import partial
+
 from embedbench.losses.infonce import InfoNCE
+from embedbench.losses.scored import ScoredPairLoss
 from embedbench.losses.views import ViewObjective
 
-BASE_LOSSES = {"infonce": InfoNCE}
+BASE_LOSSES = {"infonce": InfoNCE, "cosent": partial(ScoredPairLoss, "cosent"),
+               "angle": partial(ScoredPairLoss, "angle")}
 
 
 def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0) -> ViewObjective:
@@ -20,4 +24,4 @@ def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0)
     objective = dict(objective_cfg or {})
     return ViewObjective(encoder, views, base, sample=objective.get("sample"),
                          sample_dims=objective.get("sample_dims"), align_weight=objective.get("align_weight", 0.0),
-                         seed=seed)
+                         align_temperature=objective.get("align_temperature", 1.0), seed=seed)

@@ -17,8 +17,9 @@ class InfoNCE:
         candidates = torch.cat(columns[1:]) if len(columns) > 2 else columns[1]
         return columns[0] @ candidates.T / self.temperature
 
-    def __call__(self, columns: list[torch.Tensor]) -> torch.Tensor:
-        """columns: [queries, positives, *hard negatives], each [batch, dim] and unit-norm."""
+    def __call__(self, columns: list[torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
+        """columns: [queries, positives, *hard negatives], each [batch, dim] and unit-norm; the target
+        of each query is its own positive, so data labels are not used."""
         queries, positives = columns[0], columns[1]
         labels = torch.arange(len(queries), device=queries.device)
         loss = F.cross_entropy(self.scores(columns), labels)

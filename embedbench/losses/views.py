@@ -5,8 +5,10 @@ pooled layer. Which views enter the loss is the model's choice:
 - fixed (MRL, Starbucks, separate): every declared view, weighted, at every step;
 - ``sample: 2dmse``: each step draws one layer n < L and one dim d, and the loss covers
   (L, full), (n, full), (L, d), (n, d).
-An optional alignment term pulls each smaller view's in-batch score distribution towards the
-full view's (KL, teacher side detached), as Starbucks and 2DMSE do.
+An optional alignment term pulls each smaller view towards the full one (KL, teacher side
+detached), as Starbucks and 2DMSE do: for contrastive losses on the in-batch score distribution
+(Starbucks' retrieval training), for scored-pair losses (CoSENT, AnglE) on the embeddings, softmax
+over coordinates at ``align_temperature``, the teacher being the last layer cut to the same dim.
 This is a sentence-transformers loss module (called as ``loss(features, labels)``).
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from embedbench.views import View, ViewSet, cut
 
 class ViewObjective(nn.Module):
     def __init__(self, encoder, views: ViewSet, base, sample: str | None = None, sample_dims=None,
-                 align_weight: float = 0.0, seed: int = 0):
+                 align_weight: float = 0.0, align_temperature: float = 1.0, seed: int = 0):
         super().__init__()
         self.model = encoder.model  # the trainer looks for the wrapped model here
         self.encoder = encoder
@@ -32,6 +34,7 @@ class ViewObjective(nn.Module):
         self.weights = dict(views.weights)
         self.sample = sample
         self.align_weight = float(align_weight)
+        self.align_temperature = float(align_temperature)
         if sample not in (None, "2dmse"):
             raise EmbedbenchError(f"model.objective.sample={sample}: expected null or 2dmse")
         if sample and views.n_layers < 2:
@@ -53,20 +56,34 @@ class ViewObjective(nn.Module):
 
     def forward(self, sentence_features, labels=None) -> torch.Tensor:
         active = self.step_views()
-        full = self.views.full
-        needed = set(active) | ({full} if self.align_weight else set())
+        teachers = {self.align_target(view) for view in active} if self.align_weight else set()
+        needed = set(active) | teachers
         layers = sorted({view.layer for view in needed})
         pooled = [self.encoder.pooled(features, layers) for features in sentence_features]
         columns = {view: [cut(column[view.layer], view.dim) for column in pooled] for view in needed}
-        total = sum(weight * self.base(columns[view]) for view, weight in active.items())
+        total = sum(weight * self.base(columns[view], labels) for view, weight in active.items())
         if self.align_weight:
-            teacher = F.softmax(self.base.scores(columns[full]).detach(), dim=-1)
             for view in active:
-                if view != full:
-                    student = F.log_softmax(self.base.scores(columns[view]), dim=-1)
-                    total = total + self.align_weight * F.kl_div(student, teacher, reduction="batchmean")
+                teacher = self.align_target(view)
+                if view != teacher:
+                    total = total + self.align_weight * self.alignment(columns[view], columns[teacher])
         return total
+
+    def align_target(self, view: View) -> View:
+        """The full view for score alignment; the last layer at the view's own dim for embeddings."""
+        if hasattr(self.base, "scores"):
+            return self.views.full
+        return View(self.views.n_layers, view.dim)
+
+    def alignment(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        if hasattr(self.base, "scores"):
+            target = F.softmax(self.base.scores(teacher).detach(), dim=-1)
+            return F.kl_div(F.log_softmax(self.base.scores(student), dim=-1), target, reduction="batchmean")
+        t = self.align_temperature
+        return sum(F.kl_div(F.log_softmax(s / t, dim=-1), F.softmax(q.detach() / t, dim=-1), reduction="batchmean")
+                   for s, q in zip(student, teacher)) / len(student)
 
     def get_config_dict(self) -> dict:
         return {**self.base.config(), "sample": self.sample, "align_weight": self.align_weight,
+                "align_temperature": self.align_temperature,
                 "views": {self.views.name(v) or "full": w for v, w in self.weights.items()}}

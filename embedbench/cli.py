@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from embedbench.allocator import keep_freed_memory
+from embedbench.checks import check_numbers
 from embedbench.errors import EmbedbenchError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -34,7 +35,8 @@ examples:
 
 
 def fail(message: str) -> None:
-    print(f"embedbench: error: {message}", file=sys.stderr)
+    # on a line of its own, even when a progress bar was mid-line
+    print(f"\nembedbench: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -51,6 +53,7 @@ def job(cfg) -> None:
     sweep_dir = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else None
     runner = run_train if cfg.task == "train" else run_eval
     try:
+        check_numbers(cfg)
         runner(cfg, Path(hc.runtime.output_dir), run_name, sweep_dir)
     except EmbedbenchError as exc:
         fail(str(exc))
@@ -64,7 +67,15 @@ def compose_config(name: str, overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(name, overrides=overrides)
     except HydraException as exc:
-        fail(str(exc).splitlines()[0])
+        fail(one_line(str(exc).split("Config search path")[0]))
+
+
+def one_line(text: str) -> str:
+    """Hydra's multi-line messages (e.g. the list of valid choices) as one line."""
+    out = ""
+    for part in filter(None, (line.strip() for line in text.splitlines())):
+        out += (" " if out.endswith(":") else "; " if out else "") + part
+    return out
 
 
 def compare(args: list[str]) -> None:
@@ -111,6 +122,9 @@ def main() -> None:
             keep_freed_memory()
             if not CONF_DIR.is_dir():
                 fail(f"{CONF_DIR}: config folder missing (install with `pip install -e .` from a checkout)")
+            if not {"-m", "--multirun", "--help", "-h", "--hydra-help"} & set(rest):
+                # Hydra would report a bad override over several lines, after its banner: check it here first
+                compose_config(command, [a for a in rest if not a.startswith("-") and ("=" in a or a[:1] == "~")])
             sys.argv = [f"embedbench {command}", *rest]
             hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
         elif command == "compare":

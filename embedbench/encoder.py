@@ -64,7 +64,9 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     if local:
         os.environ["HF_HUB_OFFLINE"] = "1"  # local weights must never trigger a hub lookup
     try:
-        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+        # safetensors only: a pickled checkpoint can run code when loaded
+        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code,
+                                    model_kwargs={"use_safetensors": True})
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc

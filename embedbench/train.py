@@ -74,7 +74,8 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         model = load_model(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
         encoder = LayerEncoder(model)
         views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
-        objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed)
+        objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed,
+                                    cfg.trainer.on_nonfinite)
         fit(cfg, model, objective, dataset, out_dir, device, tracker)
         model.save(str(out_dir / "model"))
         if cfg.logger.log_model:

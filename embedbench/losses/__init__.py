@@ -12,7 +12,8 @@ BASE_LOSSES = {"infonce": InfoNCE, "cosent": partial(ScoredPairLoss, "cosent"),
                "angle": partial(ScoredPairLoss, "angle")}
 
 
-def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0) -> ViewObjective:
+def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0,
+                    on_nonfinite: str = "stop") -> ViewObjective:
     """``loss=`` is the base; the model's ``objective`` block says which views it covers and how."""
     params = {k: v for k, v in dict(loss_cfg).items() if k != "name"}
     try:
@@ -24,4 +25,5 @@ def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0)
     objective = dict(objective_cfg or {})
     return ViewObjective(encoder, views, base, sample=objective.get("sample"),
                          sample_dims=objective.get("sample_dims"), align_weight=objective.get("align_weight", 0.0),
-                         align_temperature=objective.get("align_temperature", 1.0), seed=seed)
+                         align_temperature=objective.get("align_temperature", 1.0), on_nonfinite=on_nonfinite,
+                         seed=seed)

@@ -25,7 +25,8 @@ from embedbench.views import View, ViewSet, cut
 
 class ViewObjective(nn.Module):
     def __init__(self, encoder, views: ViewSet, base, sample: str | None = None, sample_dims=None,
-                 align_weight: float = 0.0, align_temperature: float = 1.0, seed: int = 0):
+                 align_weight: float = 0.0, align_temperature: float = 1.0, on_nonfinite: str = "stop",
+                 seed: int = 0):
         super().__init__()
         self.model = encoder.model  # the trainer looks for the wrapped model here
         self.encoder = encoder
@@ -35,6 +36,10 @@ class ViewObjective(nn.Module):
         self.sample = sample
         self.align_weight = float(align_weight)
         self.align_temperature = float(align_temperature)
+        if on_nonfinite not in ("stop", "skip"):
+            raise EmbedbenchError(f"trainer.on_nonfinite={on_nonfinite}: expected stop or skip")
+        self.on_nonfinite = on_nonfinite
+        self.batches = 0
         if sample not in (None, "2dmse"):
             raise EmbedbenchError(f"model.objective.sample={sample}: expected null or 2dmse")
         if sample and views.n_layers < 2:
@@ -67,6 +72,13 @@ class ViewObjective(nn.Module):
                 teacher = self.align_target(view)
                 if view != teacher:
                     total = total + self.align_weight * self.alignment(columns[view], columns[teacher])
+        self.batches += 1
+        if not torch.isfinite(total):
+            if self.on_nonfinite == "stop":
+                raise EmbedbenchError(f"training batch {self.batches}: loss is {total.item()}; lower the learning "
+                                      "rate or check the data, or set trainer.on_nonfinite=skip")
+            # a fresh leaf: backward reaches no weight, so this batch changes nothing
+            return torch.zeros((), device=total.device, requires_grad=True)
         return total
 
     def align_target(self, view: View) -> View:

@@ -81,3 +81,10 @@ def test_reranking_without_a_candidates_file_names_it():
 
     with pytest.raises(EmbedbenchError, match=r"scifact/candidates/test\.tsv: file not found"):
         load_tasks(compose_cfg("eval", ["eval=rerank"]))
+
+
+def test_slurm_launcher_composes_for_submitit():
+    cfg = compose_cfg("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism) == ("gpu", 1, 16)

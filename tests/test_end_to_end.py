@@ -103,3 +103,22 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice):
         metrics = json.loads((tmp_path / name / "results.json").read_text())["metrics"]
         scores.append({k: v for k, v in metrics.items() if not k.split("/")[1].startswith(timings)})
     assert scores[0] == scores[1] and "scifact/ndcg_at_10" in scores[0]
+
+
+def test_parallel_sweep_into_one_sqlite_store_records_every_job(tmp_path, scifact_slice):
+    from embedbench.tracking import ROLE_TAG
+
+    temperatures = ["0.02", "0.03", "0.05", "0.07"]
+    run_cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer=debug",
+            f"data.root={scifact_slice}", f"loss.temperature={','.join(temperatures)}", cwd=tmp_path)
+    jobs = [run for run in _runs(tmp_path) if run.data.tags.get(ROLE_TAG) != "sweep"]
+    assert len(jobs) == 4 and all(run.info.status == "FINISHED" for run in jobs)
+    assert sorted(run.data.params["loss.temperature"] for run in jobs) == temperatures
+    assert len(_results(tmp_path)) == 4
+
+
+def test_sweep_through_submitit_local_executor(tmp_path, scifact_slice):
+    run_cli("train", "-m", "hydra/launcher=submitit_local", "trainer=debug", f"data.root={scifact_slice}",
+            cwd=tmp_path)
+    [job] = [run for run in _runs(tmp_path) if run.data.tags.get("embedbench.role") != "sweep"]
+    assert job.info.status == "FINISHED" and len(_results(tmp_path)) == 1

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One short GPU check (about 3 min on one GPU): a few bf16 training steps on CUDA, then the same
+# SciFact slice scored on the GPU (bf16, FAISS on the GPU when faiss-gpu is installed) and on the CPU
+# (fp32, the reference), printing the speed of each and the score difference.
+#   scripts/gpu_check.sh            # from the repository root (uses .venv when there is one)
+# Exits 2 with one line when torch sees no CUDA device.
+set -euo pipefail
+export EMBEDBENCH_DATA="${EMBEDBENCH_DATA:-../shared/data}" HF_HUB_OFFLINE=1
+[ -d .venv ] && export PATH="$PWD/.venv/bin:$PATH"
+python -c "import sys, torch; torch.cuda.is_available() or sys.exit('gpu_check: no CUDA device visible to torch (torch.cuda.is_available() is False); nothing to check')" || exit 2
+out="$(mktemp -d)"
+slice=(eval=beir eval.max_queries=100 eval.max_docs=1500 eval.cache=false "logger.tracking_uri=sqlite:///$out/mlflow.db")
+embedbench train device=cuda trainer=debug trainer.max_steps=20 trainer.bf16=true model=mrl "${slice[@]}" "hydra.run.dir=$out/train"
+embedbench eval device=cuda encode.precision=bf16 "${slice[@]}" "hydra.run.dir=$out/gpu"
+embedbench eval device=cpu encode.precision=fp32 "${slice[@]}" "hydra.run.dir=$out/cpu"
+python - "$out" <<'PY'
+import json, sys, torch, faiss
+out = sys.argv[1]
+gpu, cpu = (json.load(open(f"{out}/{name}/results.json"))["metrics"] for name in ("gpu", "cpu"))
+print(f"\ndevice: {torch.cuda.get_device_name(0)}; FAISS GPUs: {faiss.get_num_gpus() if hasattr(faiss, 'get_num_gpus') else 0}")
+print(f"{'path':22s} {'scifact eval s':>15s} {'nDCG@10':>9s}")
+for name, m in (("GPU bf16", gpu), ("CPU fp32", cpu)):
+    print(f"{name:22s} {m['scifact/eval_s']:15.1f} {m['scifact/ndcg_at_10']:9.5f}")
+print(f"GPU speed-up {cpu['scifact/eval_s'] / gpu['scifact/eval_s']:.1f}x, "
+      f"nDCG@10 difference {gpu['scifact/ndcg_at_10'] - cpu['scifact/ndcg_at_10']:+.5f}")
+PY

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 PARENT_FILE = ".mlflow_parent_run_id"
+RUN_FILE = ".mlflow_run_id"
 SWEEP_TAG = "embedbench.sweep"
 ROLE_TAG = "embedbench.role"
 
@@ -52,14 +53,19 @@ def flatten(tree, prefix: str = "") -> dict[str, str]:
 class Tracker:
     """``with Tracker(cfg, run_name) as t:`` starts a run, logs the config; FAILED if the body raises."""
 
-    def __init__(self, cfg, run_name: str, sweep_dir: str | None = None):
+    def __init__(self, cfg, run_name: str, sweep_dir: str | None = None, run_file: Path | None = None,
+                 resume_run_id: str | None = None):
         self.cfg = cfg
         self.run_name = run_name
         self.sweep_dir = sweep_dir
         self.client = MlflowClient(tracking_uri(cfg.logger))
-        self.run_id: str | None = None
+        self.run_file = run_file  # where the run id is kept, so a resumed job continues this run
+        self.run_id: str | None = resume_run_id
 
     def __enter__(self) -> Tracker:
+        if self.run_id:  # resuming: the run, its params and config are already there
+            self.client.update_run(self.run_id, status="RUNNING")
+            return self
         exp = experiment_id(self.client, self.cfg.logger)
         tags = {"embedbench.task": str(self.cfg.task)}
         if self.sweep_dir:
@@ -69,6 +75,9 @@ class Tracker:
                 tags["mlflow.parentRunId"] = parent.read_text().strip()
         run = self.client.create_run(exp, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
+        if self.run_file:
+            self.run_file.parent.mkdir(parents=True, exist_ok=True)
+            self.run_file.write_text(self.run_id)
         container = OmegaConf.to_container(self.cfg, resolve=True)
         limit = int(self.cfg.logger.param_max_len)
         params = [mlflow.entities.Param(k, v[:limit]) for k, v in flatten(container).items()]

@@ -11,7 +11,7 @@ from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import finish, open_cache, score
 from embedbench.losses import build_objective
 from embedbench.tasks import load_tasks
-from embedbench.tracking import Tracker
+from embedbench.tracking import RUN_FILE, Tracker
 from embedbench.views import build_views, with_grid
 
 
@@ -30,7 +30,7 @@ class LogToTracker(TrainerCallback):
                 self.tracker.log_metrics(values, step=state.global_step)
 
 
-def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker) -> None:
+def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker, resume: bool = False) -> None:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     t = cfg.trainer
@@ -58,15 +58,30 @@ def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tra
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=objective,
                                          callbacks=[LogToTracker(tracker)])
-    trainer.train()
+    # resuming restores weights (in place: the objective wraps this same model), optimizer, scheduler,
+    # RNG states and the position in the data order from the last checkpoint
+    trainer.train(resume_from_checkpoint=True if resume else None)
+
+
+def resumable(folder: Path) -> tuple[Path, str]:
+    """(run folder, MLflow run id) of an interrupted train run that left a checkpoint."""
+    if not list(folder.glob("checkpoints/checkpoint-*")):
+        raise EmbedbenchError(f"trainer.resume={folder}: no checkpoint in {folder / 'checkpoints'} "
+                              "(a run saves one every trainer.save_every steps)")
+    if not (folder / RUN_FILE).is_file():
+        raise EmbedbenchError(f"trainer.resume={folder}: no {RUN_FILE}; not an embedbench train run folder")
+    return folder, (folder / RUN_FILE).read_text().strip()
 
 
 def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
     if cfg.model.get("kind") == "lexical":
         raise EmbedbenchError(f"model={cfg.model.name} has nothing to train; score it with `embedbench eval "
                               f"model={cfg.model.name}`")
+    resume_run_id = None
+    if cfg.trainer.get("resume"):
+        out_dir, resume_run_id = resumable(Path(cfg.trainer.resume))
     set_seed(cfg.seed)
-    with Tracker(cfg, run_name, sweep_dir) as tracker:
+    with Tracker(cfg, run_name, sweep_dir, out_dir / RUN_FILE, resume_run_id) as tracker:
         # read every input before training, so a bad file costs seconds, not a training run
         tasks = load_tasks(cfg)
         dataset = training_pairs(cfg.data, cfg.trainer.max_examples)
@@ -76,7 +91,7 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
         objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed,
                                     cfg.trainer.on_nonfinite)
-        fit(cfg, model, objective, dataset, out_dir, device, tracker)
+        fit(cfg, model, objective, dataset, out_dir, device, tracker, resume=resume_run_id is not None)
         model.save(str(out_dir / "model"))
         if cfg.logger.log_model:
             tracker.log_artifact(out_dir / "model", "model")

@@ -122,3 +122,37 @@ def test_sweep_through_submitit_local_executor(tmp_path, scifact_slice):
             cwd=tmp_path)
     [job] = [run for run in _runs(tmp_path) if run.data.tags.get("embedbench.role") != "sweep"]
     assert job.info.status == "FINISHED" and len(_results(tmp_path)) == 1
+
+
+def test_killed_run_resumes_to_the_same_scores_in_one_mlflow_run(tmp_path, scifact_slice):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps = ["train", "trainer=debug", f"data.root={scifact_slice}", "trainer.max_steps=8", "trainer.save_every=2",
+             "trainer.log_every=1", "eval.cache=false"]
+    run_cli(*steps, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "embedbench", *steps, f"hydra.run.dir={killed}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its 4th step checkpoint"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "results.json").exists()
+
+    run_cli(*steps, f"trainer.resume={killed}", cwd=tmp_path)
+    straight, resumed = (json.loads((tmp_path / name / "results.json").read_text())["metrics"]
+                         for name in ("straight", "killed"))
+    for metric in ("scifact/ndcg_at_10", "stsb/spearman"):
+        assert resumed[metric] == pytest.approx(straight[metric], abs=0.002), metric
+    runs = _runs(tmp_path)
+    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
+    losses = _client(tmp_path).get_metric_history(
+        json.loads((killed / "results.json").read_text())["mlflow_run_id"], "train/loss")
+    assert max(m.step for m in losses) == 8  # the resumed run's steps continue the killed run's

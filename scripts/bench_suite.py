@@ -110,7 +110,7 @@ def main() -> None:
         ours_s = time.perf_counter() - start
         ours = json.loads((Path(tmp) / "run" / "results.json").read_text())["metrics"]
 
-    print(f"\nall-MiniLM-L6-v2, fp32, full local sets, one run on this machine")
+    print("\nall-MiniLM-L6-v2, fp32, full local sets, one run on this machine")
     print(f"{'metric':26s} {'mteb 2.26':>10s} {'embedbench':>11s} {'difference':>11s}")
     for name, value in reference.items():
         print(f"{name:26s} {value:10.5f} {ours[name]:11.5f} {ours[name] - value:+11.5f}")

@@ -5,7 +5,7 @@ import shutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli, write_beir
+from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 

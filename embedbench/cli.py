@@ -10,6 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from embedbench import distributed
 from embedbench.allocator import keep_freed_memory
 from embedbench.checks import check_numbers
 from embedbench.errors import EmbedbenchError
@@ -59,13 +60,13 @@ def job(cfg) -> None:
         fail(str(exc))
 
 
-def compose_config(name: str, overrides: list[str]):
+def compose_config(name: str, overrides: list[str], with_hydra: bool = False):
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(name, overrides=overrides)
+            return compose(name, overrides=overrides, return_hydra_config=with_hydra)
     except HydraException as exc:
         fail(one_line(str(exc).split("Config search path")[0]))
 
@@ -111,6 +112,18 @@ def ui(args: list[str]) -> None:
                                "--host", flags.host, "--port", str(flags.port)])
 
 
+def distributed_overrides(command: str, args: list[str]) -> list[str]:
+    """Under torchrun: one train job whose ranks share rank 0's run folder."""
+    if command != "train":
+        fail(f"embedbench {command} runs in one process; torchrun is for `embedbench train`")
+    if {"-m", "--multirun"} & set(args):
+        fail("torchrun with -m: launch each job of the sweep with its own torchrun")
+    distributed.init()
+    overrides = [a for a in args if not a.startswith("-")]
+    run_dir = distributed.from_rank0(lambda: compose_config(command, overrides, with_hydra=True).hydra.run.dir)
+    return [*args, f"hydra.run.dir={run_dir}"]
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -125,6 +138,8 @@ def main() -> None:
             if not {"-m", "--multirun", "--help", "-h", "--hydra-help"} & set(rest):
                 # Hydra would report a bad override over several lines, after its banner: check it here first
                 compose_config(command, [a for a in rest if not a.startswith("-") and ("=" in a or a[:1] == "~")])
+            if distributed.world_size() > 1:
+                rest = distributed_overrides(command, rest)
             sys.argv = [f"embedbench {command}", *rest]
             hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
         elif command == "compare":

@@ -99,14 +99,26 @@ class LayerEncoder:
     def device(self) -> torch.device:
         return self.model.device
 
-    def pooled(self, features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
-        """{layer: pooled (un-normalised) embedding} for tokenised ``features``."""
-        inputs = {name: features[name] for name in self._input_names if name in features}
-        out = self.transformer.model(**inputs, output_hidden_states=True, return_dict=True)
+    def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
+        """{layer: pooled (un-normalised) embedding} for tokenised ``features``.
+
+        ``through``: the module to run, when it is not the bare model: training passes the trainer's
+        (DDP-)wrapped model, whose forward is what synchronises gradients across ranks.
+        """
+        if through is None:
+            inputs = {name: features[name] for name in self._input_names if name in features}
+            hidden = self.transformer.model(**inputs, output_hidden_states=True, return_dict=True).hidden_states
+        else:
+            config = self.transformer.model.config
+            config.output_hidden_states = True  # sentence-transformers then returns all_layer_embeddings
+            try:
+                hidden = through(dict(features))["all_layer_embeddings"]
+            finally:
+                config.output_hidden_states = False
         result = {}
         for layer in layers:
             # pool in fp32 whatever precision the transformer ran in
-            head_features = {"token_embeddings": out.hidden_states[layer].float(), "attention_mask": features["attention_mask"]}
+            head_features = {"token_embeddings": hidden[layer].float(), "attention_mask": features["attention_mask"]}
             for head in self.heads:
                 head_features = head(head_features)
             result[layer] = head_features["sentence_embedding"]

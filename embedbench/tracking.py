@@ -108,6 +108,21 @@ class Tracker:
                 self.client.set_terminated(parent.read_text().strip(), "FAILED")
 
 
+class NullTracker:
+    """What ranks other than 0 of a DDP run hold: they train, rank 0 alone writes to MLflow."""
+
+    run_id = None
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+
 class SweepCallback(Callback):
     """Opens a parent MLflow run for a Hydra multirun; each job's run points at it."""
 

@@ -11,7 +11,8 @@ from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import finish, open_cache, score
 from embedbench.losses import build_objective
 from embedbench.tasks import load_tasks
-from embedbench.tracking import RUN_FILE, Tracker
+from embedbench import distributed
+from embedbench.tracking import RUN_FILE, NullTracker, Tracker
 from embedbench.views import build_views, with_grid
 
 
@@ -81,7 +82,9 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
     if cfg.trainer.get("resume"):
         out_dir, resume_run_id = resumable(Path(cfg.trainer.resume))
     set_seed(cfg.seed)
-    with Tracker(cfg, run_name, sweep_dir, out_dir / RUN_FILE, resume_run_id) as tracker:
+    tracker = (Tracker(cfg, run_name, sweep_dir, out_dir / RUN_FILE, resume_run_id) if distributed.is_main()
+               else NullTracker())
+    with tracker:
         # read every input before training, so a bad file costs seconds, not a training run
         tasks = load_tasks(cfg)
         dataset = training_pairs(cfg.data, cfg.trainer.max_examples)
@@ -92,6 +95,8 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed,
                                     cfg.trainer.on_nonfinite)
         fit(cfg, model, objective, dataset, out_dir, device, tracker, resume=resume_run_id is not None)
+        if not distributed.is_main():
+            return {}  # the model is saved and scored once, by rank 0
         model.save(str(out_dir / "model"))
         if cfg.logger.log_model:
             tracker.log_artifact(out_dir / "model", "model")

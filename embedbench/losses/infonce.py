@@ -4,29 +4,48 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sentence_transformers.util.distributed import all_gather_with_grad, get_rank
+
 
 class InfoNCE:
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False):
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, gather_across_devices: bool = False):
         if temperature <= 0:
             raise TypeError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
         self.symmetric = bool(symmetric)
+        self.gather_across_devices = bool(gather_across_devices)
+
+    def gathered(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Every rank's rows in rank order (cross-device negatives) when asked to, else this rank's; and where
+        this rank's rows start. Gradients reach each rank's own rows from every rank's loss. Ranks hold equal
+        batches: sentence-transformers' trainer drops the uneven last batch under DDP."""
+        if not self.gather_across_devices:
+            return tensor, 0
+        return all_gather_with_grad(tensor), get_rank() * len(tensor)
+
+    def scores_and_targets(self, columns: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of each query over the (gathered) positives and hard negatives, and each query's own positive."""
+        gathered = [self.gathered(column) for column in columns[1:]]
+        candidates = torch.cat([rows for rows, _ in gathered])
+        offset = gathered[0][1]
+        targets = torch.arange(len(columns[0]), device=columns[0].device) + offset
+        return columns[0] @ candidates.T / self.temperature, targets
 
     def scores(self, columns: list[torch.Tensor]) -> torch.Tensor:
-        """Logits of each query over the batch's positives and hard negatives: [batch, candidates]."""
-        candidates = torch.cat(columns[1:]) if len(columns) > 2 else columns[1]
-        return columns[0] @ candidates.T / self.temperature
+        return self.scores_and_targets(columns)[0]
 
     def __call__(self, columns: list[torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
         """columns: [queries, positives, *hard negatives], each [batch, dim] and unit-norm; the target
         of each query is its own positive, so data labels are not used."""
-        queries, positives = columns[0], columns[1]
-        labels = torch.arange(len(queries), device=queries.device)
-        loss = F.cross_entropy(self.scores(columns), labels)
+        scores, targets = self.scores_and_targets(columns)
+        loss = F.cross_entropy(scores, targets)
         if self.symmetric:
-            backward = F.cross_entropy(positives @ queries.T / self.temperature, labels)
+            queries, offset = self.gathered(columns[0])
+            backward = F.cross_entropy(columns[1] @ queries.T / self.temperature,
+                                       torch.arange(len(columns[1]), device=queries.device) + offset)
             loss = (loss + backward) / 2
         return loss
 
     def config(self) -> dict:
-        return {"temperature": self.temperature, "symmetric": self.symmetric}
+        return {"temperature": self.temperature, "symmetric": self.symmetric,
+                "gather_across_devices": self.gather_across_devices}

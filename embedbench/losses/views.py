@@ -28,7 +28,7 @@ class ViewObjective(nn.Module):
                  align_weight: float = 0.0, align_temperature: float = 1.0, on_nonfinite: str = "stop",
                  seed: int = 0):
         super().__init__()
-        self.model = encoder.model  # the trainer looks for the wrapped model here
+        self.model = encoder.model  # the trainer swaps in its DDP-wrapped model here; forward runs through it
         self.encoder = encoder
         self.views = views
         self.base = base
@@ -64,7 +64,7 @@ class ViewObjective(nn.Module):
         teachers = {self.align_target(view) for view in active} if self.align_weight else set()
         needed = set(active) | teachers
         layers = sorted({view.layer for view in needed})
-        pooled = [self.encoder.pooled(features, layers) for features in sentence_features]
+        pooled = [self.encoder.pooled(features, layers, through=self.model) for features in sentence_features]
         columns = {view: [cut(column[view.layer], view.dim) for column in pooled] for view in needed}
         total = sum(weight * self.base(columns[view], labels) for view, weight in active.items())
         if self.align_weight:

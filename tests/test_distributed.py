@@ -1,0 +1,103 @@
+"""DDP on CPU with gloo: two real processes."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+QUERIES = ["what causes anemia", "effects of aspirin", "insulin resistance", "vitamin d and bones"]
+DOCS = ["Iron deficiency causes anemia.", "Aspirin thins the blood.", "Obesity drives insulin resistance.",
+        "Vitamin D helps calcium absorption in bone."]
+MRL = {"dims": [384, 64], "weights": [1.0, 1.0]}
+CHECKED = "0.model.encoder.layer.0.attention.self.query.weight"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _objective(model, gather: bool):
+    from embedbench.encoder import LayerEncoder
+    from embedbench.losses import build_objective
+    from embedbench.views import build_views
+
+    encoder = LayerEncoder(model)
+    views = build_views(MRL, encoder.n_layers, encoder.hidden_size)
+    return build_objective(OmegaConf.create({"name": "infonce", "temperature": 0.05,
+                                             "gather_across_devices": gather}), encoder, views)
+
+
+def _grad(model, objective, queries, docs) -> torch.Tensor:
+    loss = objective([model.preprocess(queries), model.preprocess(docs)])
+    loss.backward()
+    return dict(model.named_parameters())[CHECKED].grad.clone()
+
+
+def _rank_grad(rank: int, port: int, bypass_ddp: bool, out: str) -> None:
+    """One DDP rank: half of the batch, cross-device negatives, the trainer's way of wrapping the model."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from embedbench.encoder import load_model
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    model = load_model("default", "cpu").eval()  # no dropout: both sides compute the same function
+    objective = _objective(model, gather=True)
+    if not bypass_ddp:
+        objective.model = DistributedDataParallel(model, find_unused_parameters=True)
+    half = slice(2 * rank, 2 * rank + 2)
+    torch.save(_grad(model, objective, QUERIES[half], DOCS[half]), f"{out}/grad{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _ddp_grads(tmp_path, bypass_ddp: bool = False) -> list[torch.Tensor]:
+    torch.multiprocessing.spawn(_rank_grad, args=(_free_port(), bypass_ddp, str(tmp_path)), nprocs=2)
+    return [torch.load(tmp_path / f"grad{rank}.pt") for rank in (0, 1)]
+
+
+def test_ddp_gradients_equal_the_full_batch_gradient_on_every_rank(tmp_path, minilm):
+    """Two ranks with two pairs each, gathering negatives across ranks, end with the gradient one
+    process gets from all four pairs (MRL views: two cuts of one forward)."""
+    ranks = _ddp_grads(tmp_path)
+    minilm.eval()
+    minilm.zero_grad()
+    full = _grad(minilm, _objective(minilm, gather=False), QUERIES, DOCS)
+    minilm.zero_grad()
+    scale = full.abs().max()
+    for grad in ranks:
+        assert (grad - full).abs().max() <= 1e-5 * scale + 1e-7
+
+
+def test_objective_that_bypasses_the_ddp_wrapper_leaves_ranks_unsynchronised(tmp_path, minilm):
+    """The bug class the wrapper guards against: without DDP's forward, each rank keeps its own gradient."""
+    grads = _ddp_grads(tmp_path, bypass_ddp=True)
+    assert (grads[0] - grads[1]).abs().max() > 1e-3 * grads[0].abs().max()
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_train_logs_once_and_saves_once(tmp_path, scifact_slice):
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "embedbench",
+         "train", "model=mrl", f"data.root={scifact_slice}", "trainer=debug", "eval=beir",
+         "loss.gather_across_devices=true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs_root = tmp_path / "outputs" / "runs"
+    folders = [p.parent for p in runs_root.rglob(".hydra")]
+    assert len(folders) == 1  # both ranks wrote into rank 0's folder
+    folder = folders[0]
+    assert (folder / "results.json").is_file() and (folder / "model" / "model.safetensors").is_file()
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("embedbench").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert "scifact/ndcg_at_10" in runs[0].data.metrics
+    losses = client.get_metric_history(runs[0].info.run_id, "train/loss")
+    assert sorted(m.step for m in losses) == [1, 2, 3]  # logged by rank 0 only
+    assert proc.stdout.count("scifact/ndcg_at_10:") == 1  # scored once

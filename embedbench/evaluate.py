@@ -25,20 +25,26 @@ def open_cache(eval_cfg) -> EmbeddingCache | None:
     return EmbeddingCache(Path(eval_cfg.cache_dir), float(eval_cfg.cache_max_gb) * 2**30)
 
 
-def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg, cache: EmbeddingCache | None = None
-          ) -> dict[str, float]:
-    """Every task, every view; each task's texts encoded once for all views (or read from the cache)."""
+def embedder(encoder: LayerEncoder, layers: list[int], encode_cfg, cache: EmbeddingCache | None = None):
+    """``embed(texts, desc) -> {layer: embeddings}``: one encoding pass, or the cache's copy."""
     precision = resolve_precision(encode_cfg.precision, encoder.device.type)
     model_key = model_fingerprint(encoder, precision) if cache else None
 
     def embed(texts, desc):
-        pooled = cache.get(model_key, texts, views.layers) if cache else None
+        pooled = cache.get(model_key, texts, layers) if cache else None
         if pooled is None:
-            pooled = encoder.encode(texts, views.layers, int(encode_cfg.batch_size), precision, desc)
+            pooled = encoder.encode(texts, layers, int(encode_cfg.batch_size), precision, desc)
             if cache:
                 cache.put(model_key, texts, pooled)
         return pooled
 
+    return embed
+
+
+def score(tasks, encoder: LayerEncoder, views: ViewSet, encode_cfg, cache: EmbeddingCache | None = None
+          ) -> dict[str, float]:
+    """Every task, every view; each task's texts encoded once for all views (or read from the cache)."""
+    embed = embedder(encoder, views.layers, encode_cfg, cache)
     metrics = {}
     for task in tasks:
         start = time.perf_counter()

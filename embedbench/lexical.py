@@ -29,10 +29,21 @@ class BM25:
     def _tokens(self, texts: list[str]):
         return bm25s.tokenize(texts, stopwords=self.stopwords, stemmer=self.stemmer, show_progress=False)
 
-    def search(self, docs: list[str], queries: list[str], k: int) -> SearchResult:
-        start = time.perf_counter()
+    def index(self, docs: list[str]) -> bm25s.BM25:
         index = bm25s.BM25(**self.params)
         index.index(self._tokens(docs), show_progress=False)
+        return index
+
+    def pair_scores(self, docs: list[str], queries: list[str], candidates: list[list[int]]) -> list[list[float]]:
+        """BM25 of each query against its candidate documents (indexes into ``docs``)."""
+        index = self.index(docs)
+        tokens = bm25s.tokenize(queries, stopwords=self.stopwords, stemmer=self.stemmer, return_ids=False,
+                                show_progress=False)
+        return [index.get_scores(words)[rows].tolist() for words, rows in zip(tokens, candidates)]
+
+    def search(self, docs: list[str], queries: list[str], k: int) -> SearchResult:
+        start = time.perf_counter()
+        index = self.index(docs)
         built = time.perf_counter()
         k = min(k, len(docs))
         ids, scores = index.retrieve(self._tokens(queries), k=k, show_progress=False, n_threads=1)

@@ -1,11 +1,13 @@
 """The train job: data -> sentence-transformers trainer with a view objective -> score -> log."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback, set_seed
 
 from embedbench.data.pairs import training_pairs
+from embedbench.data.sampler import batch_sampler
 from embedbench.encoder import LayerEncoder, load_model, resolve_device
 from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import finish, open_cache, score
@@ -31,7 +33,8 @@ class LogToTracker(TrainerCallback):
                 self.tracker.log_metrics(values, step=state.global_step)
 
 
-def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker, resume: bool = False) -> None:
+def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker, resume: bool = False,
+        sampler="no_duplicates") -> None:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     t = cfg.trainer
@@ -48,7 +51,7 @@ def fit(cfg, model, objective, dataset, out_dir: Path, device: str, tracker: Tra
         bf16=bf16,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        batch_sampler="no_duplicates",  # a repeated text in a batch would be a false negative
+        batch_sampler=sampler,
         logging_steps=t.log_every,
         save_strategy="steps",
         save_steps=t.save_every,
@@ -87,14 +90,17 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
     with tracker:
         # read every input before training, so a bad file costs seconds, not a training run
         tasks = load_tasks(cfg)
-        dataset = training_pairs(cfg.data, cfg.trainer.max_examples)
+        dataset = training_pairs(cfg)
         device = resolve_device(cfg.device)
         model = load_model(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
         encoder = LayerEncoder(model)
         views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
         objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed,
                                     cfg.trainer.on_nonfinite)
-        fit(cfg, model, objective, dataset, out_dir, device, tracker, resume=resume_run_id is not None)
+        started = time.perf_counter()
+        fit(cfg, model, objective, dataset, out_dir, device, tracker, resume=resume_run_id is not None,
+            sampler=batch_sampler(cfg, dataset, encoder))
+        train_seconds = time.perf_counter() - started
         if not distributed.is_main():
             return {}  # the model is saved and scored once, by rank 0
         model.save(str(out_dir / "model"))
@@ -102,5 +108,6 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
             tracker.log_artifact(out_dir / "model", "model")
         views = with_grid(views, cfg.eval.get("grid"))
         metrics = score(tasks, encoder, views, cfg.encode, open_cache(cfg.eval))
+        metrics["train/seconds"] = train_seconds
         finish(cfg, tracker, out_dir, tasks, views, metrics)
         return metrics

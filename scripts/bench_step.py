@@ -42,7 +42,7 @@ def main() -> None:
             cfg = compose("train", overrides=[f"model={name}"])
             views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
             objectives[name] = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
-        pairs = training_pairs(compose("train").data)
+        pairs = training_pairs(compose("train"))
     batches = [pairs[i * args.batch:(i + 1) * args.batch] for i in range(args.steps + 1)]
     seconds = {name: 0.0 for name in objectives}
     model.train()

@@ -7,7 +7,14 @@ from embedbench.cli import CONF_DIR
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir()
           if g.is_dir() and g.name != "experiment"}
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.startswith("recipe_"))
+RECIPES = {"recipe_infonce": ("infonce", None, None, None), "recipe_mined": ("infonce", "mined", None, None),
+           "recipe_gradcache": ("cached_infonce", None, None, None),
+           "recipe_margin_mse": ("margin_mse", "mined", "bm25", None),
+           "recipe_tas_b": ("margin_mse", "mined", "bm25", "tas_balanced"),
+           "recipe_kl_distill": ("kl_distill", "mined", "bm25", None),
+           "recipe_wasserstein": ("wasserstein", "mined", "grades", None),
+           "recipe_mirror": ("infonce", None, None, None), "recipe_cropping": ("infonce", None, None, None)}
 
 
 def compose_cfg(name, overrides=()):
@@ -30,6 +37,19 @@ def test_every_experiment_pins_its_recipe(experiment):
     recipe = {"retrieval": ("scifact", "infonce", {"beir"}), "sts": ("stsb", "cosent", {"stsb"})}[task]
     assert (cfg.data.name, cfg.loss.name, set(cfg.eval.tasks)) == recipe
     assert list(cfg.eval.grid.dims) == [384, 256, 192, 128, 64, 32]
+
+
+def test_every_retrieval_recipe_composes_at_the_same_budget():
+    assert set(RECIPES) == {p.stem for p in (CONF_DIR / "experiment").glob("recipe_*.yaml")}
+    for name, (loss, negatives, teacher, sampler) in RECIPES.items():
+        cfg = compose_cfg("train", [f"experiment={name}"])
+        assert (cfg.loss.name, cfg.data.negatives, cfg.data.teacher.kind, cfg.data.sampler) == (
+            loss, negatives, teacher, sampler), name
+        assert cfg.model.name == "mrl" and list(cfg.eval.tasks) == ["beir"] and cfg.data.name == "scifact"
+        # the same number of training examples: GradCache takes 4x batches, 1/4 the steps
+        assert cfg.trainer.max_steps * cfg.trainer.batch_size == 640, name
+    assert compose_cfg("train", ["experiment=recipe_mirror"]).data.format == "mirror"
+    assert compose_cfg("train", ["experiment=recipe_cropping"]).data.format == "cropping"
 
 
 def test_eval_has_no_training_parts():

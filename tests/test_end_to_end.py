@@ -156,3 +156,21 @@ def test_killed_run_resumes_to_the_same_scores_in_one_mlflow_run(tmp_path, scifa
     losses = _client(tmp_path).get_metric_history(
         json.loads((killed / "results.json").read_text())["mlflow_run_id"], "train/loss")
     assert max(m.step for m in losses) == 8  # the resumed run's steps continue the killed run's
+
+
+def test_tas_b_recipe_mines_scores_and_trains_then_reuses_the_mined_set(tmp_path, scifact_slice):
+    """The whole distillation path through the CLI: mined negatives, BM25 teacher, TAS-B batches, Margin-MSE."""
+    args = ["train", "experiment=recipe_tas_b", f"data.root={scifact_slice}", "trainer.max_steps=2",
+            "trainer.batch_size=8", "trainer.max_examples=24", "data.tas_balanced.clusters=3",
+            "logger.log_model=false", "eval.max_queries=10"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert "hard negatives: 24 pairs mined" in first.stderr and "teacher scores: 24 rows scored by bm25" in first.stderr
+    stored = sorted(p.name for p in (tmp_path / "outputs" / "mined").iterdir())
+    assert len(stored) == 2  # the mined set and its teacher scores
+    second = run_cli(*args, cwd=tmp_path)
+    assert "hard negatives: 24 pairs read from" in second.stderr and "teacher scores: read from" in second.stderr
+    assert sorted(p.name for p in (tmp_path / "outputs" / "mined").iterdir()) == stored
+    runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert runs[0].data.params["loss.name"] == "margin_mse" and runs[0].data.params["data.sampler"] == "tas_balanced"
+    assert 0 <= runs[0].data.metrics["scifact/ndcg_at_10/d64"] <= 1 and runs[0].data.metrics["train/seconds"] > 0

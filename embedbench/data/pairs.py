@@ -1,24 +1,36 @@
-"""Training examples as text columns: (anchor, positive) pairs from BEIR train qrels for contrastive
-objectives, or (sentence1, sentence2, label) scored pairs for CoSENT / AnglE."""
+"""Training examples as text columns, in the order the losses read them:
+- (anchor, positive[, negative_1..k][, label]) from BEIR train qrels, with mined hard negatives and
+  teacher scores when asked for (contrastive and distillation objectives);
+- (sentence1, sentence2, label) scored pairs for CoSENT / AnglE;
+- (anchor, candidate_1..n, label) graded lists for list-wise losses;
+- (anchor, positive) made from unlabeled text (``format: mirror`` / ``cropping``).
+"""
 from __future__ import annotations
 
 from datasets import Dataset
 
-from embedbench.data.beir import load_beir, resolve_root
-from embedbench.data.files import data_file
+from embedbench.data.beir import BeirDataset, load_beir, resolve_root
+from embedbench.data.files import data_file, jsonl_records
 from embedbench.data.sts import read_sts
-from embedbench.errors import EmbedbenchError
+from embedbench.errors import EmbedbenchError, at
 
 
-def training_pairs(data_cfg, max_examples: int | None = None) -> Dataset:
-    """The training set ``data=`` names, cut to ``max_examples``."""
+def training_pairs(cfg) -> Dataset:
+    """The training set ``data=`` names, cut to ``trainer.max_examples``."""
+    data_cfg, max_examples = cfg.data, cfg.trainer.max_examples
     kind = data_cfg.get("format", "beir")
     if kind == "scored_pairs":
         return scored_pairs(data_cfg, max_examples)
+    if kind == "graded_lists":
+        return graded_lists(data_cfg, max_examples)
+    if kind in ("mirror", "cropping"):
+        from embedbench.data.unlabeled import self_supervised_pairs
+
+        return self_supervised_pairs(data_cfg, max_examples, cfg.seed)
     if kind != "beir":
         raise EmbedbenchError(f"data={data_cfg.name}: format {kind!r} has no training reader "
-                              "(beir, scored_pairs)")
-    return qrels_pairs(data_cfg, max_examples)
+                              "(beir, scored_pairs, graded_lists, mirror, cropping)")
+    return qrels_training_set(cfg)
 
 
 def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
@@ -29,18 +41,72 @@ def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
                               "label": [score / data_cfg.max_score for score in pairs.scores[:n]]})
 
 
-def qrels_pairs(data_cfg, max_examples: int | None) -> Dataset:
-    """(query, relevant document) for every positive judgement of the train split."""
+def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
+    """JSON lines ``{"query": text, "docs": [text, ...], "grades": [number, ...]}``; every list is cut to
+    ``list_size`` (lists shorter than that are an error: a batch needs equal lists)."""
+    path = data_file(data_cfg.train, f"data.{data_cfg.name}.train")
+    size = int(data_cfg.list_size)
+    anchors, columns, labels = [], [[] for _ in range(size)], []
+    for lineno, record in jsonl_records(path, ("query", "docs", "grades")):
+        docs, grades = record["docs"], record["grades"]
+        if len(docs) != len(grades):
+            raise at(path, lineno, f"{len(docs)} docs but {len(grades)} grades")
+        if len(docs) < size:
+            raise at(path, lineno, f"{len(docs)} docs; data.list_size={size} needs at least that many")
+        anchors.append(record["query"])
+        for column, doc in zip(columns, docs[:size]):
+            column.append(doc)
+        labels.append([float(g) for g in grades[:size]])
+        if max_examples and len(anchors) == max_examples:
+            break
+    if not anchors:
+        raise at(path, None, "no lists")
+    return Dataset.from_dict({"anchor": anchors, **{f"candidate_{i + 1}": c for i, c in enumerate(columns)},
+                              "label": labels})
+
+
+def judged_pairs(data_cfg, max_examples: int | None) -> tuple[BeirDataset, list[tuple[str, str]]]:
+    """The train split and its (query id, relevant doc id) pairs, every positive judgement."""
     root = resolve_root(data_cfg.name, data_cfg.get("root"), data_cfg.get("url"))
     ds = load_beir(data_cfg.name, root, data_cfg.train_split)
-    anchors, positives = [], []
-    for qid, docs in ds.qrels.items():
-        for doc_id, grade in docs.items():
-            if grade > 0:
-                anchors.append(ds.queries[qid])
-                positives.append(ds.doc_text(doc_id))
-    if max_examples:
-        anchors, positives = anchors[:max_examples], positives[:max_examples]
-    if not anchors:
+    pairs = [(qid, doc_id) for qid, docs in ds.qrels.items() for doc_id, grade in docs.items() if grade > 0]
+    pairs = pairs[:max_examples] if max_examples else pairs
+    if not pairs:
         raise EmbedbenchError(f"data={data_cfg.name}: split {data_cfg.train_split!r} has no positive pairs")
-    return Dataset.from_dict({"anchor": anchors, "positive": positives})
+    return ds, pairs
+
+
+def qrels_pairs(data_cfg, max_examples: int | None) -> Dataset:
+    """(query, relevant document) for every positive judgement of the train split."""
+    ds, pairs = judged_pairs(data_cfg, max_examples)
+    return Dataset.from_dict({"anchor": [ds.queries[q] for q, _ in pairs],
+                              "positive": [ds.doc_text(d) for _, d in pairs]})
+
+
+def qrels_training_set(cfg) -> Dataset:
+    """Train qrels pairs; with ``data.negatives=mined`` k hard negatives each, and with a
+    ``data.teacher`` the teacher's scores of [positive, negatives] as ``label``."""
+    data_cfg = cfg.data
+    negatives, teacher = data_cfg.get("negatives"), data_cfg.get("teacher") or {}
+    if negatives not in (None, "mined"):
+        raise EmbedbenchError(f"data.negatives={negatives}: expected null (in-batch only) or mined")
+    if teacher.get("kind") and negatives != "mined":
+        raise EmbedbenchError("data.teacher scores a candidate list: set data.negatives=mined as well")
+    if negatives is None:
+        return qrels_pairs(data_cfg, cfg.trainer.max_examples)
+    from embedbench.data.mining import mine_negatives
+    from embedbench.evaluate import open_cache
+
+    ds, pairs = judged_pairs(data_cfg, cfg.trainer.max_examples)
+    cache = open_cache(cfg.eval)
+    mined = mine_negatives(ds, pairs, data_cfg.mining, cfg.encode, cache, cfg.seed, cfg.device)
+    columns = {"anchor": [ds.queries[r["query"]] for r in mined.rows],
+               "positive": [ds.doc_text(r["positive"]) for r in mined.rows]}
+    for i in range(int(data_cfg.mining.count)):
+        columns[f"negative_{i + 1}"] = [ds.doc_text(r["negatives"][i]) for r in mined.rows]
+    if teacher.get("kind"):
+        from embedbench.data.teacher import teacher_scores
+
+        columns["label"] = teacher_scores(ds, mined.rows, teacher, cfg.encode, cache, data_cfg.mining.store,
+                                          cfg.device)
+    return Dataset.from_dict(columns)

@@ -61,10 +61,19 @@ class ViewObjective(nn.Module):
 
     def forward(self, sentence_features, labels=None) -> torch.Tensor:
         active = self.step_views()
+        pooled = [self.encoder.pooled(features, self.layers_for(active), through=self.model)
+                  for features in sentence_features]
+        return self.view_loss(pooled, active, labels)
+
+    def layers_for(self, active: dict[View, float]) -> list[int]:
+        """The layers this step's views and their alignment teachers read."""
+        teachers = {self.align_target(view) for view in active} if self.align_weight else set()
+        return sorted({view.layer for view in set(active) | teachers})
+
+    def view_loss(self, pooled: list[dict[int, torch.Tensor]], active: dict[View, float], labels=None) -> torch.Tensor:
+        """The weighted sum of the base loss over ``active`` views (plus alignment) from pooled layers."""
         teachers = {self.align_target(view) for view in active} if self.align_weight else set()
         needed = set(active) | teachers
-        layers = sorted({view.layer for view in needed})
-        pooled = [self.encoder.pooled(features, layers, through=self.model) for features in sentence_features]
         columns = {view: [cut(column[view.layer], view.dim) for column in pooled] for view in needed}
         total = sum(weight * self.base(columns[view], labels) for view, weight in active.items())
         if self.align_weight:

@@ -53,7 +53,8 @@ def retrieval_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str,
 def load_split(name: str, task_cfg, cfg) -> tuple[Path, BeirDataset]:
     """The BEIR folder ``data=`` names and its evaluation split (or the task's ``split``)."""
     data = cfg.data
-    if data.get("format", "beir") != "beir":
+    # self-supervised formats train on unlabeled text and are scored on their BEIR folder's split
+    if data.get("format", "beir") not in ("beir", "mirror", "cropping"):
         raise EmbedbenchError(f"data={data.name}: {task_cfg.type} needs a BEIR-format source, not {data.format}")
     root = resolve_root(data.name, data.get("root"), data.get("url"))
     return root, load_beir(name, root, task_cfg.get("split") or data.eval_split)

@@ -1,0 +1,111 @@
+"""Hard-negative mining (``data.negatives=mined``): a miner model ranks the corpus for every training
+query, and negatives are drawn from a band of ranks below a margin of the positive's score.
+
+Skipping the top ranks and keeping only candidates scoring under ``margin`` x the positive's score
+(NV-Retriever's TopK-PercPos) guard against false negatives: unjudged documents as relevant as the
+positive. The corpus is encoded and searched shard by shard, each shard's top-k merged into one
+heap, so memory is bounded by a shard, not by the corpus. The mined set is written once and read
+back by any later run with the same miner weights, data and settings (the key hashes all three).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch.nn.functional as F
+
+from embedbench.cache import model_fingerprint, texts_fingerprint
+from embedbench.data.beir import BeirDataset
+from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
+from embedbench.errors import EmbedbenchError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MinedSet:
+    rows: list[dict]  # {"query": qid, "positive": doc id, "negatives": [doc id, ...]} per training pair
+    path: Path
+    encoded: int  # texts encoded to build it; 0 when read from the store
+
+
+def pairs_key(ds: BeirDataset, pairs: list[tuple[str, str]]) -> str:
+    """What the training pairs and their corpus are, independent of where they were read from."""
+    doc_ids = list(ds.corpus)
+    texts = [ds.doc_text(d) for d in doc_ids]
+    parts = [texts_fingerprint(doc_ids), texts_fingerprint(texts), texts_fingerprint([ds.queries[q] for q, _ in pairs]),
+             texts_fingerprint([f"{q}\t{d}" for q, d in pairs])]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, encode_cfg, cache, seed: int,
+                   device: str = "auto") -> MinedSet:
+    lo, hi = (int(r) for r in mining_cfg.ranks)
+    count, margin = int(mining_cfg.count), float(mining_cfg.margin)
+    if not 0 <= lo < hi or count < 1 or count > hi - lo:
+        raise EmbedbenchError(f"data.mining: ranks {[lo, hi]} must be 0 <= lo < hi holding at least count={count}")
+    encoder = LayerEncoder(load_model(mining_cfg.model, resolve_device(device)))
+    precision = resolve_precision(encode_cfg.precision, encoder.device.type)
+    settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed})
+    key = hashlib.sha256("|".join([model_fingerprint(encoder, precision), pairs_key(ds, pairs), settings])
+                         .encode()).hexdigest()
+    path = Path(mining_cfg.store) / f"{ds.name}-{key[:20]}.jsonl"
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        log.info("hard negatives: %d pairs read from %s", len(rows), path)
+        return MinedSet(rows, path, 0)
+
+    from embedbench.evaluate import embedder
+
+    embed = embedder(encoder, [encoder.n_layers], encode_cfg, cache)
+    layer = encoder.n_layers
+    qids = list(dict.fromkeys(q for q, _ in pairs))
+    queries = F.normalize(embed([ds.queries[q] for q in qids], "mining: queries")[layer], dim=-1).numpy()
+    wanted = {(q, d) for q, d in pairs}
+    positive_score: dict[tuple[str, str], float] = {}
+    doc_ids = list(ds.corpus)
+    k = min(hi + max(len(ds.qrels[q]) for q in qids), len(doc_ids))
+    heap = faiss.ResultHeap(len(qids), k)
+    row_of = {q: i for i, q in enumerate(qids)}
+    shard = int(mining_cfg.shard_docs)
+    for start in range(0, len(doc_ids), shard):
+        ids = doc_ids[start:start + shard]
+        docs = F.normalize(embed([ds.doc_text(d) for d in ids], f"mining: corpus {start:,}+")[layer], dim=-1).numpy()
+        index = faiss.IndexFlatIP(docs.shape[1])
+        index.add(docs)
+        scores, found = index.search(queries, min(k, len(ids)))
+        heap.add_result(scores, np.where(found >= 0, found + start, -1))
+        local = {d: i for i, d in enumerate(ids)}
+        for q, d in wanted:
+            if d in local:
+                positive_score[(q, d)] = float(queries[row_of[q]] @ docs[local[d]])
+    heap.finalize()
+    ranked = {q: [doc_ids[i] for i in heap.I[row_of[q]] if i >= 0] for q in qids}
+    ranked_scores = {q: heap.D[row_of[q]] for q in qids}
+
+    rng = random.Random(seed)
+    rows, short = [], 0
+    for q, d in pairs:
+        judged = {doc for doc, grade in ds.qrels[q].items() if grade > 0}
+        ceiling = margin * positive_score[(q, d)]
+        band = [doc for doc, s in zip(ranked[q][lo:hi], ranked_scores[q][lo:hi]) if doc not in judged and s < ceiling]
+        if len(band) < count:  # too few under the margin: random unjudged documents fill up
+            short += 1
+            band += rng.sample([doc for doc in doc_ids if doc not in judged and doc not in band], count - len(band))
+        rows.append({"query": q, "positive": d, "negatives": rng.sample(band, count)})
+    if short:
+        log.warning("hard negatives: %d of %d pairs had fewer than %d candidates in ranks %d-%d under the margin; "
+                    "filled with random documents", short, len(pairs), count, lo, hi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, path)  # complete or absent: a killed run never leaves half a set to be reused
+    log.info("hard negatives: %d pairs mined with %s, stored in %s", len(rows), mining_cfg.model, path)
+    return MinedSet(rows, path, len(qids) + len(doc_ids))

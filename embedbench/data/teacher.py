@@ -1,0 +1,100 @@
+"""Teacher scores for distillation (TAS-B's Margin-MSE, list-wise KL, DSE's score MSE): each training
+row's query against its positive and negatives, scored once by the teacher and stored.
+
+A teacher is a bi-encoder (cosine of any model name / folder / run folder), a cross-encoder
+(sentence-transformers' CrossEncoder on the pair), BM25 (a lexical teacher, as SPAR distils one)
+or ``grades``: the qrels grades themselves, for list-wise losses on graded judgements. Scores are multiplied by ``scale`` to put them on the student's scale (cosine in [-1, 1]).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch.nn.functional as F
+
+from embedbench.cache import model_fingerprint, weights_fingerprint
+from embedbench.data.beir import BeirDataset
+from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_model_path, resolve_precision
+from embedbench.errors import EmbedbenchError
+
+log = logging.getLogger(__name__)
+KINDS = ("embedder", "cross_encoder", "bm25", "grades")
+
+
+def teacher_scores(ds: BeirDataset, rows: list[dict], teacher_cfg, encode_cfg, cache, store: str,
+                   device: str = "auto") -> list[list[float]]:
+    """[teacher(q, positive), teacher(q, negative_1), ...] x scale, one list per row."""
+    kind = teacher_cfg.kind
+    if kind not in KINDS:
+        raise EmbedbenchError(f"data.teacher.kind={kind}: choose one of {', '.join(KINDS)}")
+    scorer, fingerprint = _scorer(kind, teacher_cfg, encode_cfg, cache, device)
+    key = hashlib.sha256(f"{kind}|{fingerprint}|{json.dumps(rows)}".encode()).hexdigest()
+    path = Path(store) / f"{ds.name}-teacher-{key[:20]}.json"
+    if path.is_file():
+        raw = json.loads(path.read_text())
+        log.info("teacher scores: read from %s", path)
+    else:
+        raw = scorer(ds, rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(raw))
+        os.replace(tmp, path)
+        teacher = f"{kind} {teacher_cfg.model}" if kind in ("embedder", "cross_encoder") else kind
+        log.info("teacher scores: %d rows scored by %s, stored in %s", len(rows), teacher, path)
+    scale = float(teacher_cfg.scale)
+    return [[scale * s for s in row] for row in raw]
+
+
+def _candidates(row: dict) -> list[str]:
+    return [row["positive"], *row["negatives"]]
+
+
+def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
+    """(scoring function over (dataset, rows), fingerprint of what gives the scores)."""
+    if kind == "grades":  # no model: the qrels grade of each candidate (unjudged: 0)
+        return (lambda ds, rows: [[ds.qrels[r["query"]].get(d, 0) for d in _candidates(r)] for r in rows]), "grades"
+    if kind == "bm25":
+        from embedbench.lexical import BM25
+
+        params = {k: teacher_cfg.get(k, v) for k, v in
+                  dict(k1=0.9, b=0.4, method="lucene", stemmer="porter", stopwords="en").items()}
+
+        def bm25(ds, rows):
+            doc_ids = list(ds.corpus)
+            position = {d: i for i, d in enumerate(doc_ids)}
+            return BM25(**params).pair_scores([ds.doc_text(d) for d in doc_ids], [ds.queries[r["query"]] for r in rows],
+                                              [[position[d] for d in _candidates(r)] for r in rows])
+
+        return bm25, json.dumps(params, sort_keys=True)
+    if kind == "cross_encoder":
+        from sentence_transformers import CrossEncoder
+
+        path, _ = resolve_model_path(str(teacher_cfg.model))
+        model = CrossEncoder(path, device=resolve_device(device), model_kwargs={"use_safetensors": True})
+
+        def cross(ds, rows):
+            pairs = [(ds.queries[r["query"]], ds.doc_text(d)) for r in rows for d in _candidates(r)]
+            flat = model.predict(pairs, batch_size=int(encode_cfg.batch_size), show_progress_bar=True).tolist()
+            width = len(_candidates(rows[0]))
+            return [flat[i:i + width] for i in range(0, len(flat), width)]
+
+        return cross, weights_fingerprint(model.model)
+
+    from embedbench.evaluate import embedder
+
+    encoder = LayerEncoder(load_model(teacher_cfg.model, resolve_device(device)))
+    embed = embedder(encoder, [encoder.n_layers], encode_cfg, cache)
+
+    def cosine(ds, rows):
+        qids = list(dict.fromkeys(r["query"] for r in rows))
+        docs = list(dict.fromkeys(d for r in rows for d in _candidates(r)))
+        q = F.normalize(embed([ds.queries[i] for i in qids], "teacher: queries")[encoder.n_layers], dim=-1)
+        d = F.normalize(embed([ds.doc_text(i) for i in docs], "teacher: documents")[encoder.n_layers], dim=-1)
+        q_row, d_row = {i: n for n, i in enumerate(qids)}, {i: n for n, i in enumerate(docs)}
+        return [[float(q[q_row[r["query"]]] @ d[d_row[doc]]) for doc in _candidates(r)] for r in rows]
+
+    precision = resolve_precision(encode_cfg.precision, encoder.device.type)
+    return cosine, model_fingerprint(encoder, precision)

@@ -1,0 +1,60 @@
+"""Positive pairs from unlabeled text (no judgements needed):
+- ``mirror`` (Mirror-BERT, Liu et al. 2021): a text and itself with one random span of ``span`` words
+  masked; dropout, on during training, makes the two encodings differ further;
+- ``cropping`` (Contriever, Izacard et al. 2022): two independent random crops of one text, each a
+  contiguous run of ``min_ratio``..``max_ratio`` of its words.
+Texts come from ``data.text_file`` (one per line) or, when that is null, the BEIR folder's corpus.
+"""
+from __future__ import annotations
+
+import random
+
+from datasets import Dataset
+
+from embedbench.data.beir import load_corpus, resolve_root
+from embedbench.data.files import data_file
+from embedbench.errors import EmbedbenchError, at
+
+
+def unlabeled_texts(data_cfg) -> list[str]:
+    if data_cfg.get("text_file"):
+        path = data_file(data_cfg.text_file, f"data.{data_cfg.name}.text_file")
+        if not path.is_file():
+            raise at(path, None, "file not found")
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not texts:
+            raise at(path, None, "no text")
+        return texts
+    root = resolve_root(data_cfg.name, data_cfg.get("root"), data_cfg.get("url"))
+    corpus = load_corpus(root / "corpus.jsonl")
+    return [f"{doc['title']} {doc['text']}".strip() for doc in corpus.values()]
+
+
+def masked_span(text: str, rng: random.Random, span: int, mask_token: str) -> str:
+    words = text.split()
+    if len(words) <= span:
+        return text
+    start = rng.randrange(len(words) - span + 1)
+    return " ".join(words[:start] + [mask_token] * span + words[start + span:])
+
+
+def random_crop(text: str, rng: random.Random, min_ratio: float, max_ratio: float) -> str:
+    words = text.split()
+    length = max(1, round(len(words) * rng.uniform(min_ratio, max_ratio)))
+    start = rng.randrange(len(words) - length + 1) if len(words) > length else 0
+    return " ".join(words[start:start + length])
+
+
+def self_supervised_pairs(data_cfg, max_examples: int | None, seed: int) -> Dataset:
+    texts = unlabeled_texts(data_cfg)
+    texts = texts[:max_examples] if max_examples else texts
+    rng = random.Random(seed)
+    if data_cfg.format == "mirror":
+        span = int(data_cfg.span)
+        pairs = [(text, masked_span(text, rng, span, data_cfg.mask_token)) for text in texts]
+    else:
+        lo, hi = float(data_cfg.min_ratio), float(data_cfg.max_ratio)
+        if not 0 < lo <= hi <= 1:
+            raise EmbedbenchError(f"data.min_ratio={lo}, data.max_ratio={hi}: need 0 < min <= max <= 1")
+        pairs = [(random_crop(text, rng, lo, hi), random_crop(text, rng, lo, hi)) for text in texts]
+    return Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})

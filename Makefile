@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export EMBEDBENCH_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install test train eval sweep compare ui bench clean
+.PHONY: help install test train eval sweep compare ui bench recipes clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,3 +43,8 @@ bench: ## SciFact eval: embedbench fp32/bf16 vs mteb, wall time and nDCG@10 (~15
 clean: ## remove run outputs, the MLflow store and caches (keeps the venv)
 	rm -rf outputs multirun .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+recipes: ## the README's retrieval-recipe table: one sweep of the nine recipes (~75 min here), then the table
+	$(BIN)/embedbench eval model=mrl eval=beir hydra.run.dir=outputs/recipes_untrained
+	$(BIN)/embedbench train -m experiment=recipe_infonce,recipe_mined,recipe_gradcache,recipe_margin_mse,recipe_tas_b,recipe_kl_distill,recipe_wasserstein,recipe_mirror,recipe_cropping logger.experiment=recipes hydra.sweep.dir=outputs/recipes
+	$(BIN)/python scripts/recipes_table.py outputs/recipes --untrained outputs/recipes_untrained/results.json

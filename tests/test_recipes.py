@@ -204,3 +204,13 @@ def test_graded_lists_reader(tmp_path):
     assert ds["label"] == [[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]]
     with pytest.raises(EmbedbenchError, match=r"lists.jsonl:1: 3 docs; data.list_size=4"):
         graded_lists(OmegaConf.create({"name": "lists", "train": str(path), "list_size": 4}), None)
+
+
+def test_teacher_without_mined_negatives_is_refused_before_any_work():
+    from embedbench.cli import compose_config
+    from embedbench.data.pairs import training_pairs
+
+    with pytest.raises(EmbedbenchError, match="data.teacher scores a candidate list: set data.negatives=mined"):
+        training_pairs(compose_config("train", ["loss=margin_mse", "data.teacher.kind=bm25"]))
+    with pytest.raises(EmbedbenchError, match="data.negatives=random: expected null"):
+        training_pairs(compose_config("train", ["data.negatives=random"]))

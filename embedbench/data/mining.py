@@ -72,7 +72,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, en
     positive_score: dict[tuple[str, str], float] = {}
     doc_ids = list(ds.corpus)
     k = min(hi + max(len(ds.qrels[q]) for q in qids), len(doc_ids))
-    heap = faiss.ResultHeap(len(qids), k)
+    heap = faiss.ResultHeap(len(qids), k, keep_max=True)  # inner products: the largest are the nearest
     row_of = {q: i for i, q in enumerate(qids)}
     shard = int(mining_cfg.shard_docs)
     for start in range(0, len(doc_ids), shard):

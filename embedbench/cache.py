@@ -32,9 +32,10 @@ def texts_fingerprint(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(encoder, precision: str) -> str:
-    """Weights, pooling head, max length and precision: all that changes a text's embedding."""
-    parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision]
+def model_fingerprint(encoder, precision: str, backend: str = "torch") -> str:
+    """Weights, pooling head, max length, precision and runtime: all that changes a text's embedding."""
+    parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision,
+             backend]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 

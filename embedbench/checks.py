@@ -14,16 +14,17 @@ NUMBERS = {
     "trainer.log_every": int, "trainer.save_every": int, "trainer.max_examples": int,
     "eval.max_queries": int, "eval.max_docs": int, "eval.max_pairs": int, "eval.cache_max_gb": float,
 }
+AUTO = {"encode.batch_size"}  # settings that also take "auto"
 
 
 def check_numbers(cfg) -> None:
     for key, kind in NUMBERS.items():
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
+        if value is None or (key in AUTO and value == "auto"):
             continue
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if kind is int:
             ok = ok and float(value).is_integer()
         if not ok:
-            wanted = "an integer" if kind is int else "a number"
+            wanted = ("an integer" if kind is int else "a number") + (" or auto" if key in AUTO else "")
             raise EmbedbenchError(f"{key}={value}: expected {wanted}")

@@ -8,9 +8,9 @@ views re-normalise after cutting). Training losses and evaluation both call
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embedbench.errors import EmbedbenchError
+from embedbench.runtimes import OpenVinoRuntime, Runtime, resolve_backend, torch_runtime
 
 DEFAULT_MODEL_NAMES = {"default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
@@ -37,6 +38,20 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision not in ("fp32", "bf16"):
         raise EmbedbenchError(f"encode.precision={precision}: expected one of auto, fp32, bf16")
     return precision
+
+
+def resolve_batch_size(batch_size, device: str) -> int:
+    """``auto``: 16 full-length texts per batch on CPU (a 4k-token batch's activations stay in cache:
+    1.2x the throughput of 8k here, scripts/bench_encode.py), 128 on CUDA (large batches fill the GPU)."""
+    if batch_size == "auto":
+        return 128 if device.startswith("cuda") else 16
+    return int(batch_size)
+
+
+def resolve_encoding(encode_cfg, device: str) -> tuple[str, str]:
+    """(precision, backend) that an ``encode`` config means on ``device``."""
+    precision = resolve_precision(encode_cfg.precision, device)
+    return precision, resolve_backend(encode_cfg.get("backend", "auto"), precision, device)
 
 
 def resolve_model_path(name_or_path: str) -> tuple[str, bool]:
@@ -100,21 +115,36 @@ class LayerEncoder:
         return self.model.device
 
     def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
-        """{layer: pooled (un-normalised) embedding} for tokenised ``features``.
+        """{layer: pooled (un-normalised) embedding} for tokenised ``features``, with gradients.
 
         ``through``: the module to run, when it is not the bare model: training passes the trainer's
         (DDP-)wrapped model, whose forward is what synchronises gradients across ranks.
         """
         if through is None:
-            inputs = {name: features[name] for name in self._input_names if name in features}
-            hidden = self.transformer.model(**inputs, output_hidden_states=True, return_dict=True).hidden_states
-        else:
-            config = self.transformer.model.config
-            config.output_hidden_states = True  # sentence-transformers then returns all_layer_embeddings
-            try:
-                hidden = through(dict(features))["all_layer_embeddings"]
-            finally:
-                config.output_hidden_states = False
+            return self.pool(self.runtime("fp32", "torch")(features), features, layers)
+        config = self.transformer.model.config
+        config.output_hidden_states = True  # sentence-transformers then returns all_layer_embeddings
+        try:
+            hidden = through(dict(features))["all_layer_embeddings"]
+        finally:
+            config.output_hidden_states = False
+        return self.pool(hidden, features, layers)
+
+    def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False) -> Runtime:
+        """What maps tokenised features to every layer's hidden states for encoding (embedbench/runtimes.py).
+
+        Build it once per set of texts to encode: the bf16 and OpenVINO ones copy or convert the weights
+        as they are now, so a runtime made before a training step does not see that step.
+        """
+        backend = resolve_backend(backend, precision, self.device.type)
+        model = self.transformer.model
+        if backend == "openvino":
+            # two lengths, so the example batch is padded and the traced graph keeps the attention mask
+            example = self.model.preprocess(["padding", "an example long enough to need the padding"])
+            return OpenVinoRuntime(model, self._input_names, example, precision, profile)
+        return torch_runtime(model, self._input_names, torch.bfloat16 if precision == "bf16" else None)
+
+    def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
         result = {}
         for layer in layers:
             # pool in fp32 whatever precision the transformer ran in
@@ -152,20 +182,21 @@ class LayerEncoder:
         return batches
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], layers: list[int], batch_size: int = 32, precision: str = "fp32",
-               desc: str = "encode") -> dict[int, torch.Tensor]:
-        """{layer: float32 CPU tensor [len(texts), hidden]}, rows in input order."""
+    def encode(self, texts: list[str], layers: list[int], batch_size: int = 16, precision: str = "fp32",
+               desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None
+               ) -> dict[int, torch.Tensor]:
+        """{layer: float32 CPU tensor [len(texts), hidden]}, rows in input order.
+
+        ``runtime``: one from :meth:`runtime`, to reuse across calls (else one is built for this call)."""
         self.model.eval()
-        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-                    if precision == "bf16" else contextlib.nullcontext())
+        runtime = runtime or self.runtime(precision, backend)
         result = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
         batches = self.batches(texts, batch_size)
         with tqdm(total=len(texts), desc=desc, unit="text", disable=len(batches) < 2) as progress:
             for index in batches:
                 features = self.model.preprocess([texts[i] for i in index])
                 features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-                with autocast:
-                    pooled = self.pooled(features, layers)
+                pooled = self.pool(runtime(features), features, layers)
                 rows = torch.from_numpy(index)
                 for layer in layers:
                     result[layer][rows] = pooled[layer].float().cpu()

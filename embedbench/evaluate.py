@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from embedbench.cache import EmbeddingCache, model_fingerprint
-from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
+from embedbench.encoder import LayerEncoder, load_model, resolve_batch_size, resolve_device, resolve_encoding
 from embedbench.errors import EmbedbenchError
 from embedbench.lexical import BM25
 from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto
@@ -27,13 +27,17 @@ def open_cache(eval_cfg) -> EmbeddingCache | None:
 
 def embedder(encoder: LayerEncoder, layers: list[int], encode_cfg, cache: EmbeddingCache | None = None):
     """``embed(texts, desc) -> {layer: embeddings}``: one encoding pass, or the cache's copy."""
-    precision = resolve_precision(encode_cfg.precision, encoder.device.type)
-    model_key = model_fingerprint(encoder, precision) if cache else None
+    precision, backend = resolve_encoding(encode_cfg, encoder.device.type)
+    model_key = model_fingerprint(encoder, precision, backend) if cache else None
+    batch_size = resolve_batch_size(encode_cfg.batch_size, encoder.device.type)
+    runtime = None  # built at the first miss, then shared by every text set this embedder encodes
 
     def embed(texts, desc):
+        nonlocal runtime
         pooled = cache.get(model_key, texts, layers) if cache else None
         if pooled is None:
-            pooled = encoder.encode(texts, layers, int(encode_cfg.batch_size), precision, desc)
+            runtime = runtime or encoder.runtime(precision, backend)
+            pooled = encoder.encode(texts, layers, batch_size, desc=desc, runtime=runtime)
             if cache:
                 cache.put(model_key, texts, pooled)
         return pooled

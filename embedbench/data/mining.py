@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from embedbench.cache import model_fingerprint, texts_fingerprint
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_precision
+from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_encoding
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, en
     if not 0 <= lo < hi or count < 1 or count > hi - lo:
         raise EmbedbenchError(f"data.mining: ranks {[lo, hi]} must be 0 <= lo < hi holding at least count={count}")
     encoder = LayerEncoder(load_model(mining_cfg.model, resolve_device(device)))
-    precision = resolve_precision(encode_cfg.precision, encoder.device.type)
+    encoding = resolve_encoding(encode_cfg, encoder.device.type)
     settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed})
-    key = hashlib.sha256("|".join([model_fingerprint(encoder, precision), pairs_key(ds, pairs), settings])
+    key = hashlib.sha256("|".join([model_fingerprint(encoder, *encoding), pairs_key(ds, pairs), settings])
                          .encode()).hexdigest()
     path = Path(mining_cfg.store) / f"{ds.name}-{key[:20]}.jsonl"
     if path.is_file():

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from embedbench.cache import model_fingerprint, weights_fingerprint
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_model_path, resolve_precision
+from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_model_path, resolve_batch_size, resolve_encoding
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
 
         def cross(ds, rows):
             pairs = [(ds.queries[r["query"]], ds.doc_text(d)) for r in rows for d in _candidates(r)]
-            flat = model.predict(pairs, batch_size=int(encode_cfg.batch_size), show_progress_bar=True).tolist()
+            batch_size = resolve_batch_size(encode_cfg.batch_size, model.device.type)
+            flat = model.predict(pairs, batch_size=batch_size, show_progress_bar=True).tolist()
             width = len(_candidates(rows[0]))
             return [flat[i:i + width] for i in range(0, len(flat), width)]
 
@@ -96,5 +97,4 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
         q_row, d_row = {i: n for n, i in enumerate(qids)}, {i: n for n, i in enumerate(docs)}
         return [[float(q[q_row[r["query"]]] @ d[d_row[doc]]) for doc in _candidates(r)] for r in rows]
 
-    precision = resolve_precision(encode_cfg.precision, encoder.device.type)
-    return cosine, model_fingerprint(encoder, precision)
+    return cosine, model_fingerprint(encoder, *resolve_encoding(encode_cfg, encoder.device.type))

@@ -11,6 +11,7 @@ from embedbench.cache import EmbeddingCache, model_fingerprint
 from embedbench.encoder import LayerEncoder, load_model, resolve_batch_size, resolve_device, resolve_encoding
 from embedbench.errors import EmbedbenchError
 from embedbench.lexical import BM25
+from embedbench.sharding import EncoderPool, resolve_devices
 from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker, write_json_atomic
@@ -30,14 +31,21 @@ def embedder(encoder: LayerEncoder, layers: list[int], encode_cfg, cache: Embedd
     precision, backend = resolve_encoding(encode_cfg, encoder.device.type)
     model_key = model_fingerprint(encoder, precision, backend) if cache else None
     batch_size = resolve_batch_size(encode_cfg.batch_size, encoder.device.type)
-    runtime = None  # built at the first miss, then shared by every text set this embedder encodes
+    devices = resolve_devices(encode_cfg.get("devices", "auto"), encoder.device.type)
+    engine = None  # a runtime, or a pool of device workers: built at the first miss, then reused
+
+    def encode(texts, desc):
+        nonlocal engine
+        if len(devices) > 1:
+            engine = engine or EncoderPool(encoder, devices, precision, backend, batch_size)
+            return engine.encode(texts, layers, desc)
+        engine = engine or encoder.runtime(precision, backend)
+        return encoder.encode(texts, layers, batch_size, desc=desc, runtime=engine)
 
     def embed(texts, desc):
-        nonlocal runtime
         pooled = cache.get(model_key, texts, layers) if cache else None
         if pooled is None:
-            runtime = runtime or encoder.runtime(precision, backend)
-            pooled = encoder.encode(texts, layers, batch_size, desc=desc, runtime=runtime)
+            pooled = encode(texts, desc)
             if cache:
                 cache.put(model_key, texts, pooled)
         return pooled

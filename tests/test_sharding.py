@@ -1,0 +1,39 @@
+"""Encoding sharded over worker processes, one per device: here two CPU workers stand in for two GPUs."""
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from embedbench import sharding
+from embedbench.errors import EmbedbenchError
+from embedbench.evaluate import embedder
+from embedbench.sharding import EncoderPool, resolve_devices
+
+TEXTS = [f"sentence number {i} " + "with more words " * (i % 7) for i in range(23)] + ["word " * 300, "x"]
+
+
+def test_two_workers_give_the_one_process_embeddings_in_input_order(encoder, monkeypatch):
+    monkeypatch.setattr(sharding, "CHUNK_TEXTS", 4)  # several chunks per worker, answered out of order
+    embed = embedder(encoder, [3, 6], OmegaConf.create({"precision": "fp32", "backend": "torch",
+                                                        "batch_size": 4, "devices": ["cpu", "cpu"]}))
+    single = encoder.encode(TEXTS, [3, 6], batch_size=4)
+    for texts in (TEXTS, TEXTS[::-1]):  # the same pool serves a second set
+        sharded = embed(texts, "test")
+        expected = single if texts is TEXTS else {k: v.flip(0) for k, v in single.items()}
+        for layer in (3, 6):
+            assert torch.allclose(sharded[layer], expected[layer], atol=1e-5), layer
+
+
+def test_a_failing_worker_is_reported_not_waited_for(encoder):
+    pool = EncoderPool(encoder, ["cpu", "cpu"], "fp32", "torch", 4)
+    with pytest.raises(EmbedbenchError, match="failed in a worker: IndexError"):
+        pool.encode(TEXTS, [99])  # no such layer
+
+
+def test_device_lists():
+    assert resolve_devices("auto", "cpu") == ["cpu"]
+    assert resolve_devices(["cpu", "cpu"], "cpu") == ["cpu", "cpu"]
+    with pytest.raises(EmbedbenchError, match="encode.devices: tpu:0 is not a device"):
+        resolve_devices(["tpu:0"], "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EmbedbenchError, match="cuda:1 asked for, but CUDA is not available"):
+            resolve_devices(["cuda:1"], "cpu")

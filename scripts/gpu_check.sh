@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short GPU check (about 3 min on one GPU): a few bf16 training steps on CUDA, then the same
 # SciFact slice scored on the GPU (bf16, FAISS on the GPU when faiss-gpu is installed) and on the CPU
-# (fp32, the reference), printing the speed of each and the score difference.
+# (fp32, the reference), printing the speed of each (eval seconds, encoding tokens/s) and the score difference.
 #   scripts/gpu_check.sh            # from the repository root (uses .venv when there is one)
 # Exits 2 with one line when torch sees no CUDA device.
 set -euo pipefail
@@ -13,6 +13,19 @@ slice=(eval=beir eval.max_queries=100 eval.max_docs=1500 eval.cache=false "logge
 embedbench train device=cuda trainer=debug trainer.max_steps=20 trainer.bf16=true model=mrl "${slice[@]}" "hydra.run.dir=$out/train"
 embedbench eval device=cuda encode.precision=bf16 "${slice[@]}" "hydra.run.dir=$out/gpu"
 embedbench eval device=cpu encode.precision=fp32 "${slice[@]}" "hydra.run.dir=$out/cpu"
+python - <<'PY'
+import time, torch
+from embedbench.data.beir import load_beir, resolve_root, subsample
+from embedbench.encoder import LayerEncoder, load_model
+texts = [d["title"] + " " + d["text"] for d in subsample(load_beir("scifact", resolve_root("scifact", None), "test"), None, 1500).corpus.values()]
+for device, precision, batch in (("cuda", "bf16", 128), ("cpu", "fp32", 16)):
+    encoder = LayerEncoder(load_model("default", device))
+    tokens = int(encoder.token_lengths(texts).sum())
+    encoder.encode(texts[:256], [6], batch, precision)  # warm-up
+    start = time.perf_counter()
+    encoder.encode(texts, [6], batch, precision)
+    print(f"encode {device} {precision}: {tokens / (time.perf_counter() - start):,.0f} tokens/s over {len(texts)} docs")
+PY
 python - "$out" <<'PY'
 import json, sys, torch, faiss
 out = sys.argv[1]

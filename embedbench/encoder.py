@@ -41,8 +41,8 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def resolve_batch_size(batch_size, device: str) -> int:
-    """``auto``: 16 full-length texts per batch on CPU (a 4k-token batch's activations stay in cache:
-    1.2x the throughput of 8k here, scripts/bench_encode.py), 128 on CUDA (large batches fill the GPU)."""
+    """``auto``: 16 full-length texts per batch on CPU (a 4k-token batch's activations stay in cache;
+    ``scripts/bench_encode.py`` compares it with 32), 128 on CUDA (large batches fill the GPU)."""
     if batch_size == "auto":
         return 128 if device.startswith("cuda") else 16
     return int(batch_size)
@@ -139,7 +139,7 @@ class LayerEncoder:
         backend = resolve_backend(backend, precision, self.device.type)
         model = self.transformer.model
         if backend == "openvino":
-            # two lengths, so the example batch is padded and the traced graph keeps the attention mask
+            # two lengths, so the traced example batch is padded
             example = self.model.preprocess(["padding", "an example long enough to need the padding"])
             return OpenVinoRuntime(model, self._input_names, example, precision, profile)
         return torch_runtime(model, self._input_names, torch.bfloat16 if precision == "bf16" else None)

@@ -11,8 +11,8 @@ from embedbench.cache import EmbeddingCache, model_fingerprint
 from embedbench.encoder import LayerEncoder, load_model, resolve_batch_size, resolve_device, resolve_encoding
 from embedbench.errors import EmbedbenchError
 from embedbench.lexical import BM25
-from embedbench.sharding import EncoderPool, resolve_devices
 from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto
+from embedbench.sharding import EncoderPool, resolve_devices
 from embedbench.tasks import load_tasks
 from embedbench.tracking import Tracker, write_json_atomic
 from embedbench.views import View, ViewSet, build_views, with_grid

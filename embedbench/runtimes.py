@@ -6,7 +6,7 @@ Three runtimes, chosen by ``encode.precision`` and ``encode.backend`` (README, "
 * ``torch`` bf16: a bf16 copy of the weights. Faster than autocast on both CPU and CUDA (no cast of
   every weight and activation at every op) while the pooling heads still run in fp32.
 * ``openvino`` (CPU): the model converted and compiled by OpenVINO, whose fused kernels and packed
-  bf16 GEMMs encode ~1.3x faster than torch's bf16 here (``scripts/bench_encode.py``).
+  bf16 GEMMs encode ~1.2x faster than torch's bf16 copy on SciFact here (``scripts/bench_encode.py``).
 
 Each returns the tuple the transformer's ``hidden_states`` would be (embeddings, then each layer), so
 the all-layer grid stays one pass whichever runs.
@@ -76,8 +76,9 @@ class _AllLayers(torch.nn.Module):
 class OpenVinoRuntime:
     """``model`` converted once to OpenVINO (dynamic batch and length) and compiled for the CPU.
 
-    ``example``: tokenised features of at least two texts of different lengths, so the traced graph keeps
-    the attention mask (a batch without padding could let the model skip it). Threads follow torch's
+    ``example``: tokenised features of two texts of different lengths, so tracing runs the padded path
+    (a precaution: transformers 5 keeps the mask when traced either way, tests/test_runtimes.py checks
+    padded batches). Threads follow torch's
     setting, so processes that share a machine (DDP, joblib sweeps) do not oversubscribe it.
     The tensors returned share the runtime's output buffers: consume them before the next call.
     ``profile``: keep OpenVINO's per-node timings of the last call in ``request.profiling_info``.

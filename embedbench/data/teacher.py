@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from embedbench.cache import model_fingerprint, weights_fingerprint
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_model_path, resolve_batch_size, resolve_encoding
+from embedbench.encoder import (LayerEncoder, load_model, resolve_batch_size, resolve_device, resolve_encoding,
+                                resolve_model_path)
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)

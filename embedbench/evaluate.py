@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from embedbench.cache import EmbeddingCache, model_fingerprint
-from embedbench.encoder import LayerEncoder, load_model, resolve_batch_size, resolve_device, resolve_encoding
+from embedbench.encoder import LayerEncoder, load_encoder, resolve_batch_size, resolve_device, resolve_encoding
 from embedbench.errors import EmbedbenchError
 from embedbench.lexical import BM25
 from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto
@@ -129,9 +129,8 @@ def run_eval(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[s
             metrics = score_lexical(tasks, cfg.model)
             finish(cfg, tracker, out_dir, tasks, ViewSet((View(1, 1),), 1, 1), metrics)
             return metrics
-        model = load_model(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
-                           cfg.model.trust_remote_code)
-        encoder = LayerEncoder(model)
+        encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
+                               cfg.model.trust_remote_code)
         views = with_grid(build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg.eval.get("grid"))
         metrics = score(tasks, encoder, views, cfg.encode, open_cache(cfg.eval))
         finish(cfg, tracker, out_dir, tasks, views, metrics)

@@ -40,12 +40,12 @@ def resolve_devices(devices, device: str) -> list[str]:
     return devices
 
 
-def _worker(folder: str, device: str, threads: int, precision: str, backend: str, batch_size: int, jobs, results):
+def _worker(model: dict, device: str, threads: int, precision: str, backend: str, batch_size: int, jobs, results):
     from embedbench.encoder import LayerEncoder, load_model
 
     os.environ["TQDM_DISABLE"] = "1"  # the parent shows one bar for all workers
     torch.set_num_threads(threads)
-    encoder = LayerEncoder(load_model(folder, device))
+    encoder = LayerEncoder(load_model(device=device, **model))
     runtime = encoder.runtime(precision, backend)
     while (job := jobs.get()) is not None:
         key, texts, layers = job
@@ -60,23 +60,32 @@ class EncoderPool:
 
     def __init__(self, encoder, devices: list[str], precision: str, backend: str, batch_size: int):
         context = mp.get_context("spawn")  # CUDA cannot be used in forked children
-        self.encoder, self.devices = encoder, devices
-        # the workers load the weights as they are now (trained or not) from a folder: a model that has
-        # run a forward carries transformers' hooks, which cannot be pickled to a process
-        self.folder = tempfile.mkdtemp(prefix="embedbench-encoder-")
-        encoder.model.save(self.folder, safe_serialization=True)
+        self.encoder, self.devices, self.failure = encoder, devices, None
+        # the workers load the weights as they are now from a folder (a model that has run a forward
+        # carries transformers' hooks, which cannot be pickled to a process): the one they were loaded
+        # from while no step has changed them, else a temporary copy
+        source = encoder.weights_folder
+        self.folder = None if source else tempfile.mkdtemp(prefix="embedbench-encoder-")
+        if self.folder:
+            encoder.model.save(self.folder, safe_serialization=True)
+        model = {"name_or_path": source or self.folder,
+                 "max_seq_length": encoder.model.max_seq_length,
+                 "trust_remote_code": encoder.model.trust_remote_code}
         self.jobs = [context.Queue() for _ in devices]
         self.results = context.Queue()
         threads = max(1, torch.get_num_threads() // sum(d == "cpu" for d in devices)) if "cpu" in devices else 1
         self.workers = [context.Process(target=_worker, daemon=True,
-                                        args=(self.folder, device, threads, precision, backend, batch_size,
+                                        args=(model, device, threads, precision, backend, batch_size,
                                               jobs, self.results))
                         for device, jobs in zip(devices, self.jobs)]
         for worker in self.workers:
             worker.start()
-        weakref.finalize(self, _stop, self.jobs, self.workers, self.folder)
+        self._finalizer = weakref.finalize(self, _stop, self.jobs, self.workers, self.folder)
 
     def encode(self, texts: list[str], layers: list[int], desc: str = "encode") -> dict[int, torch.Tensor]:
+        if self.failure:
+            raise EmbedbenchError(f"encoding on {self.devices}: the pool stopped after an earlier error "
+                                  f"({self.failure})")
         order = np.argsort(-self.encoder.token_lengths(texts), kind="stable")
         chunks = {}
         for rank, jobs in enumerate(self.jobs):
@@ -90,6 +99,7 @@ class EncoderPool:
             for _ in range(len(chunks)):
                 key, pooled, error = self._next_result()
                 if error:
+                    self._fail(error)
                     raise EmbedbenchError(f"encoding on {self.devices} failed in a worker: {error}")
                 rows = torch.from_numpy(chunks[key])
                 for layer in layers:
@@ -104,15 +114,25 @@ class EncoderPool:
             except queue.Empty:  # a worker killed outright (out of memory) reports nothing
                 for device, worker in zip(self.devices, self.workers):
                     if not worker.is_alive():
+                        self._fail(f"the worker on {device} died")
                         raise EmbedbenchError(f"encode.devices: the worker on {device} died "
                                               f"(exit code {worker.exitcode})") from None
 
+    def _fail(self, reason: str) -> None:
+        """Stop every worker now: the failed call's other chunks are still queued or in flight, and a later
+        call must not read them as its own."""
+        self.failure = reason
+        for worker in self.workers:
+            worker.terminate()
+        self._finalizer()
 
-def _stop(jobs, workers, folder: str) -> None:
+
+def _stop(jobs, workers, folder: str | None) -> None:
     for device_jobs in jobs:
         device_jobs.put(None)
     for worker in workers:
         worker.join(timeout=10)
         if worker.is_alive():
             worker.terminate()
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -8,7 +8,7 @@ from transformers import TrainerCallback, set_seed
 
 from embedbench.data.pairs import training_pairs
 from embedbench.data.sampler import batch_sampler
-from embedbench.encoder import LayerEncoder, load_model, resolve_device
+from embedbench.encoder import load_encoder, resolve_device
 from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import finish, open_cache, score
 from embedbench.losses import build_objective
@@ -92,8 +92,8 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         tasks = load_tasks(cfg)
         dataset = training_pairs(cfg)
         device = resolve_device(cfg.device)
-        model = load_model(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
-        encoder = LayerEncoder(model)
+        encoder = load_encoder(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
+        model = encoder.model
         views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
         objective = build_objective(cfg.loss, encoder, views, cfg.model.get("objective"), cfg.seed,
                                     cfg.trainer.on_nonfinite)
@@ -104,6 +104,7 @@ def run_train(cfg, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[
         if not distributed.is_main():
             return {}  # the model is saved and scored once, by rank 0
         model.save(str(out_dir / "model"))
+        encoder.saved_to(str(out_dir / "model"))
         if cfg.logger.log_model:
             tracker.log_artifact(out_dir / "model", "model")
         views = with_grid(views, cfg.eval.get("grid"))

@@ -4,6 +4,7 @@ import torch
 from omegaconf import OmegaConf
 
 from embedbench import sharding
+from embedbench.encoder import LayerEncoder, load_encoder, resolve_model_path
 from embedbench.errors import EmbedbenchError
 from embedbench.evaluate import embedder
 from embedbench.sharding import EncoderPool, resolve_devices
@@ -23,10 +24,36 @@ def test_two_workers_give_the_one_process_embeddings_in_input_order(encoder, mon
             assert torch.allclose(sharded[layer], expected[layer], atol=1e-5), layer
 
 
-def test_a_failing_worker_is_reported_not_waited_for(encoder):
+def test_workers_load_the_folder_the_weights_came_from_with_the_parents_max_length(minilm):
+    encoder = load_encoder("default", "cpu", max_seq_length=8)  # a setting the folder does not hold
+    pool = EncoderPool(encoder, ["cpu", "cpu"], "fp32", "torch", 4)
+    assert pool.folder is None  # nothing saved: the workers read the embedded model's own folder
+    sharded = pool.encode(TEXTS, [6])[6]
+    assert torch.allclose(sharded, encoder.encode(TEXTS, [6], batch_size=4)[6], atol=1e-5)
+    assert not torch.allclose(sharded, LayerEncoder(minilm).encode(TEXTS, [6], batch_size=4)[6], atol=1e-3)
+
+
+def test_the_weights_folder_is_forgotten_once_a_step_changes_the_weights(tmp_path):
+    encoder = load_encoder("default", "cpu")
+    assert encoder.weights_folder == resolve_model_path("default")[0]
+    parameters = list(encoder.model.parameters())
+    torch.optim.AdamW(parameters).step()  # no gradients yet: nothing moves
+    assert encoder.weights_folder is not None
+    encoder.pooled(encoder.model.preprocess(["a step"]), [6])[6].sum().backward()
+    torch.optim.AdamW(parameters, lr=1e-3).step()
+    assert encoder.weights_folder is None  # a pool must now save the weights as they are
+    encoder.saved_to(str(tmp_path))
+    assert encoder.weights_folder == str(tmp_path)
+
+
+def test_a_failing_worker_is_reported_not_waited_for_and_stops_the_pool(encoder):
     pool = EncoderPool(encoder, ["cpu", "cpu"], "fp32", "torch", 4)
     with pytest.raises(EmbedbenchError, match="failed in a worker: IndexError"):
         pool.encode(TEXTS, [99])  # no such layer
+    # the failed call's other chunks must not be read as a later call's rows
+    with pytest.raises(EmbedbenchError, match="the pool stopped after an earlier error"):
+        pool.encode(TEXTS, [6])
+    assert not any(worker.is_alive() for worker in pool.workers)
 
 
 def test_device_lists():

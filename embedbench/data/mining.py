@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from embedbench.cache import model_fingerprint, texts_fingerprint
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import LayerEncoder, load_model, resolve_device, resolve_encoding
+from embedbench.encoder import load_encoder, resolve_device, resolve_encoding
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, en
     count, margin = int(mining_cfg.count), float(mining_cfg.margin)
     if not 0 <= lo < hi or count < 1 or count > hi - lo:
         raise EmbedbenchError(f"data.mining: ranks {[lo, hi]} must be 0 <= lo < hi holding at least count={count}")
-    encoder = LayerEncoder(load_model(mining_cfg.model, resolve_device(device)))
+    encoder = load_encoder(mining_cfg.model, resolve_device(device))
     encoding = resolve_encoding(encode_cfg, encoder.device.type)
     settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed})
     key = hashlib.sha256("|".join([model_fingerprint(encoder, *encoding), pairs_key(ds, pairs), settings])

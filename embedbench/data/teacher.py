@@ -17,8 +17,7 @@ import torch.nn.functional as F
 
 from embedbench.cache import model_fingerprint, weights_fingerprint
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import (LayerEncoder, load_model, resolve_batch_size, resolve_device, resolve_encoding,
-                                resolve_model_path)
+from embedbench.encoder import load_encoder, resolve_batch_size, resolve_device, resolve_encoding, resolve_model_path
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
 
     from embedbench.evaluate import embedder
 
-    encoder = LayerEncoder(load_model(teacher_cfg.model, resolve_device(device)))
+    encoder = load_encoder(teacher_cfg.model, resolve_device(device))
     embed = embedder(encoder, [encoder.n_layers], encode_cfg, cache)
 
     def cosine(ds, rows):

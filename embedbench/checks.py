@@ -1,5 +1,6 @@
-"""Types of the numeric settings, checked before anything runs: Hydra keeps a mistyped value
-(``trainer.epochs=one``) as a string, which would otherwise fail deep inside the trainer."""
+"""Settings checked before anything runs (and before the slow imports, so a typo costs a second):
+the numeric ones, which Hydra keeps as a string when mistyped (``trainer.epochs=one``) and which would
+otherwise fail deep inside the trainer, and the encoding choices."""
 from __future__ import annotations
 
 from omegaconf import OmegaConf
@@ -28,3 +29,16 @@ def check_numbers(cfg) -> None:
         if not ok:
             wanted = ("an integer" if kind is int else "a number") + (" or auto" if key in AUTO else "")
             raise EmbedbenchError(f"{key}={value}: expected {wanted}")
+
+
+def check_choices(cfg) -> None:
+    """``device``, ``encode.*`` and the model's folder name things this machine has (the same resolution
+    the run makes)."""
+    from embedbench.encoder import resolve_device, resolve_encoding, resolve_model_path
+    from embedbench.sharding import resolve_devices
+
+    if cfg.model.get("kind") != "lexical":
+        resolve_model_path(str(cfg.model.name_or_path))
+    device = resolve_device(cfg.device)
+    resolve_encoding(cfg.encode, device)
+    resolve_devices(cfg.encode.get("devices", "auto"), device)

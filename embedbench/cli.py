@@ -12,7 +12,7 @@ from hydra.types import RunMode
 
 from embedbench import distributed
 from embedbench.allocator import keep_freed_memory
-from embedbench.checks import check_numbers
+from embedbench.checks import check_choices, check_numbers
 from embedbench.errors import EmbedbenchError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -45,16 +45,17 @@ def job(cfg) -> None:
     """Body of both Hydra apps: one job, one MLflow run, one results.json."""
     for noisy in ("faiss.loader", "matplotlib", "sentence_transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from embedbench.evaluate import run_eval
-    from embedbench.train import run_train
-
     hc = HydraConfig.get()
     overrides = " ".join(hc.overrides.task)
     run_name = f"{cfg.task} {overrides}".strip()[:250]
     sweep_dir = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else None
-    runner = run_train if cfg.task == "train" else run_eval
     try:
         check_numbers(cfg)
+        check_choices(cfg)
+        from embedbench.evaluate import run_eval
+        from embedbench.train import run_train
+
+        runner = run_train if cfg.task == "train" else run_eval
         runner(cfg, Path(hc.runtime.output_dir), run_name, sweep_dir)
     except EmbedbenchError as exc:
         fail(str(exc))

@@ -1,11 +1,14 @@
 """The bad-input suite: each case through the real CLI gives one error line naming the place,
-a non-zero exit, no results.json, and a FAILED MLflow run wherever a run had started."""
+a non-zero exit, no results.json, and a FAILED MLflow run wherever a run had started.
+
+Cases that stop before any work run the CLI's ``main`` in this process; those that stop mid-training
+run it as a child process, as a user would."""
 import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -89,20 +92,20 @@ def test_bad_data(case, tmp_path, scifact_slice):
     folder = shutil.copytree(scifact_slice, tmp_path / "data")
     breaker, expected = DATA_CASES[case]
     breaker(folder)
-    proc = run_cli("train", "trainer=debug", f"data.root={folder}", cwd=tmp_path, check=False)
+    proc = run_cli_in_process("train", "trainer=debug", f"data.root={folder}", cwd=tmp_path)
     _check_failure(proc, tmp_path, expected)
 
 
 @pytest.mark.parametrize("case", ARG_CASES)
 def test_bad_arguments(case, tmp_path):
     args, expected = ARG_CASES[case]
-    _check_failure(run_cli(*args, cwd=tmp_path, check=False), tmp_path, expected)
+    _check_failure(run_cli_in_process(*args, cwd=tmp_path), tmp_path, expected)
 
 
 @pytest.mark.parametrize("maker, expected", [(_pickled_model, "cannot load"), (_broken_model, "is not a valid JSON")])
 def test_unreadable_or_pickled_model_is_refused(maker, expected, tmp_path):
     maker(tmp_path / "model")
-    proc = run_cli("eval", *FAST_EVAL, f"model.name_or_path={tmp_path / 'model'}", cwd=tmp_path, check=False)
+    proc = run_cli_in_process("eval", *FAST_EVAL, f"model.name_or_path={tmp_path / 'model'}", cwd=tmp_path)
     _check_failure(proc, tmp_path, expected)
 
 

@@ -96,6 +96,40 @@ def test_teacher_scores_bm25_and_grades_are_stored_once(tmp_path, train_split):
         teacher_scores(ds, rows, OmegaConf.create({"kind": "oracle", "scale": 1.0}), ENCODE, None, str(tmp_path))
 
 
+def test_model_teachers_score_each_row_in_candidate_order(tmp_path, train_split, encoder):
+    """The cross-encoder teacher (a tiny random one) and the bi-encoder teacher (MiniLM's cosine) give each
+    row's [positive, negatives] in order, scaled, whatever the rows' shared texts."""
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from embedbench.data.teacher import teacher_scores
+    from embedbench.encoder import resolve_model_path
+
+    ds, pairs = train_split
+    others = [d for d in ds.corpus if all(d not in ds.qrels[q] for q, _ in pairs)]
+    rows = [{"query": q, "positive": d, "negatives": [others[i], others[i + 1]]} for i, (q, d) in enumerate(pairs[:4])]
+    texts = [[(ds.queries[r["query"]], ds.doc_text(d)) for d in [r["positive"], *r["negatives"]]] for r in rows]
+
+    folder = tmp_path / "cross_encoder"
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, initializer_range=0.5)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model_path("default")[0]).save_pretrained(folder)
+    cross = OmegaConf.create({"kind": "cross_encoder", "model": str(folder), "scale": 2.0})
+    scores = teacher_scores(ds, rows, cross, ENCODE, None, str(tmp_path / "store"), device="cpu")
+    direct = CrossEncoder(str(folder), device="cpu").predict([pair for row in texts for pair in row])
+    assert np.allclose(scores, 2.0 * direct.reshape(4, 3), atol=1e-5)
+    assert np.diff(np.sort(direct)).min() > 1e-4  # the pairs' scores differ: a misordering would show
+
+    bi = OmegaConf.create({"kind": "embedder", "model": "default", "scale": 1.0})
+    scores = teacher_scores(ds, rows, bi, ENCODE, None, str(tmp_path / "store"), device="cpu")
+    query = F.normalize(encoder.encode([t[0][0] for t in texts], [6])[6], dim=-1)
+    docs = F.normalize(encoder.encode([pair[1] for row in texts for pair in row], [6])[6], dim=-1).view(4, 3, -1)
+    assert np.allclose(scores, torch.einsum("qh,qch->qc", query, docs).numpy(), atol=1e-5)
+    assert len(list((tmp_path / "store").glob("*.json"))) == 2  # each teacher's scores stored
+
+
 def _lists():
     torch.manual_seed(0)
     columns = [F.normalize(torch.randn(4, 8), dim=-1) for _ in range(4)]  # queries + 3 candidates

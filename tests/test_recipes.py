@@ -65,6 +65,27 @@ def test_mined_negatives_come_from_the_rank_band_under_the_margin(tmp_path, trai
             assert 2 <= order.index(neg) < 12 and scores[doc_ids.index(neg)] < pos
 
 
+def test_short_bands_fill_up_with_distinct_unjudged_random_documents(tmp_path, train_split, caplog):
+    from embedbench.data.mining import mine_negatives, random_documents
+
+    ds, pairs = train_split
+    # margin 0: a negative must score below 0, which hardly any document does, so nearly every pair fills up
+    mined = mine_negatives(ds, pairs, _mining_cfg(tmp_path, margin=0.0, count=4), ENCODE, None, seed=0, device="cpu")
+    assert "filled with random documents" in caplog.text
+    for row in mined.rows:
+        judged = {doc for doc, grade in ds.qrels[row["query"]].items() if grade > 0}
+        assert len(set(row["negatives"])) == 4 and not set(row["negatives"]) & judged
+        assert set(row["negatives"]) <= set(ds.corpus)
+    assert len({tuple(row["negatives"]) for row in mined.rows}) > 1  # random, not one fixed fill
+
+    docs = [f"d{i}" for i in range(6)]
+    draws = [random_documents(random.Random(seed), docs, {"d0", "d1"}, 4, "q") for seed in range(20)]
+    assert all(sorted(draw) == ["d2", "d3", "d4", "d5"] for draw in draws)  # all that is left, each once
+    assert len({tuple(random_documents(random.Random(1), docs, set(), 3, "q")) for _ in range(3)}) == 1  # seeded
+    with pytest.raises(EmbedbenchError, match="query q needs 5 more negatives than the corpus holds"):
+        random_documents(random.Random(0), docs, {"d0", "d1"}, 5, "q")
+
+
 def test_bad_rank_band_is_refused(tmp_path, train_split):
     from embedbench.data.mining import mine_negatives
 

@@ -45,6 +45,21 @@ def pairs_key(ds: BeirDataset, pairs: list[tuple[str, str]]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
+def random_documents(rng: random.Random, doc_ids: list[str], exclude: set[str], n: int, query: str) -> list[str]:
+    """``n`` distinct random documents outside ``exclude``, drawn by rejection: O(n) per pair, where
+    filtering the corpus would cost a pass over all of it (millions of documents) for every short pair."""
+    if len(doc_ids) - len(exclude) < n:
+        raise EmbedbenchError(f"data.mining: query {query} needs {n} more negatives than the corpus holds "
+                              f"({len(doc_ids)} documents, {len(exclude)} of them judged or already picked)")
+    exclude, picked = set(exclude), []
+    while len(picked) < n:
+        doc = doc_ids[rng.randrange(len(doc_ids))]
+        if doc not in exclude:
+            exclude.add(doc)
+            picked.append(doc)
+    return picked
+
+
 def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, encode_cfg, cache, seed: int,
                    device: str = "auto") -> MinedSet:
     lo, hi = (int(r) for r in mining_cfg.ranks)
@@ -98,7 +113,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, en
         band = [doc for doc, s in zip(ranked[q][lo:hi], ranked_scores[q][lo:hi]) if doc not in judged and s < ceiling]
         if len(band) < count:  # too few under the margin: random unjudged documents fill up
             short += 1
-            band += rng.sample([doc for doc in doc_ids if doc not in judged and doc not in band], count - len(band))
+            band += random_documents(rng, doc_ids, judged | set(band), count - len(band), q)
         rows.append({"query": q, "positive": d, "negatives": rng.sample(band, count)})
     if short:
         log.warning("hard negatives: %d of %d pairs had fewer than %d candidates in ranks %d-%d under the margin; "

@@ -1,6 +1,6 @@
 """Settings checked before anything runs (and before the slow imports, so a typo costs a second):
 the numeric ones, which Hydra keeps as a string when mistyped (``trainer.epochs=one``) and which would
-otherwise fail deep inside the trainer, and the encoding choices."""
+otherwise fail deep inside the trainer, and the device, encoding and model-folder choices."""
 from __future__ import annotations
 
 from omegaconf import OmegaConf

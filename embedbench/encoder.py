@@ -190,13 +190,14 @@ class LayerEncoder:
             lengths.extend(map(len, ids))
         return np.asarray(lengths, dtype=np.int64)
 
-    def batches(self, texts: list[str], batch_size: int, max_batch: int = 1024) -> list[np.ndarray]:
+    def batches(self, texts: list[str], batch_size: int, max_batch: int = 1024,
+                lengths: np.ndarray | None = None) -> list[np.ndarray]:
         """Index batches in decreasing token length, each holding about ``batch_size`` full-length texts.
 
         Sorting by tokens (not characters) keeps padding near zero; the token budget lets short texts
         (queries, STS sentences) travel in large batches instead of many small, slow matmuls.
         """
-        lengths = self.token_lengths(texts)
+        lengths = self.token_lengths(texts) if lengths is None else lengths
         order = np.argsort(-lengths, kind="stable")
         budget = batch_size * int(self.model.max_seq_length)
         batches, start = [], 0
@@ -209,15 +210,16 @@ class LayerEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: list[str], layers: list[int], batch_size: int = 16, precision: str = "fp32",
-               desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None
-               ) -> dict[int, torch.Tensor]:
+               desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None,
+               lengths: np.ndarray | None = None) -> dict[int, torch.Tensor]:
         """{layer: float32 CPU tensor [len(texts), hidden]}, rows in input order.
 
-        ``runtime``: one from :meth:`runtime`, to reuse across calls (else one is built for this call)."""
+        ``runtime``: one from :meth:`runtime`, to reuse across calls (else one is built for this call).
+        ``lengths``: the texts' :meth:`token_lengths`, when the caller has them already."""
         self.model.eval()
         runtime = runtime or self.runtime(precision, backend)
         result = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
-        batches = self.batches(texts, batch_size)
+        batches = self.batches(texts, batch_size, lengths=lengths)
         with tqdm(total=len(texts), desc=desc, unit="text", disable=len(batches) < 2) as progress:
             for index in batches:
                 features = self.model.preprocess([texts[i] for i in index])

@@ -48,9 +48,9 @@ def _worker(model: dict, device: str, threads: int, precision: str, backend: str
     encoder = LayerEncoder(load_model(device=device, **model))
     runtime = encoder.runtime(precision, backend)
     while (job := jobs.get()) is not None:
-        key, texts, layers = job
+        key, texts, layers, lengths = job
         try:
-            results.put((key, encoder.encode(texts, layers, batch_size, runtime=runtime), None))
+            results.put((key, encoder.encode(texts, layers, batch_size, runtime=runtime, lengths=lengths), None))
         except Exception as exc:  # report it: the parent would otherwise wait forever
             results.put((key, None, f"{type(exc).__name__}: {exc}"))
 
@@ -86,14 +86,15 @@ class EncoderPool:
         if self.failure:
             raise EmbedbenchError(f"encoding on {self.devices}: the pool stopped after an earlier error "
                                   f"({self.failure})")
-        order = np.argsort(-self.encoder.token_lengths(texts), kind="stable")
+        lengths = self.encoder.token_lengths(texts)  # tokenised once here, the workers batch by them
+        order = np.argsort(-lengths, kind="stable")
         chunks = {}
         for rank, jobs in enumerate(self.jobs):
             shard = order[rank::len(self.jobs)]
             for start in range(0, len(shard), CHUNK_TEXTS):
                 rows = shard[start:start + CHUNK_TEXTS]
                 chunks[len(chunks)] = rows
-                jobs.put((len(chunks) - 1, [texts[i] for i in rows], layers))
+                jobs.put((len(chunks) - 1, [texts[i] for i in rows], layers, lengths[rows]))
         result = {layer: torch.empty(len(texts), self.encoder.hidden_size) for layer in layers}
         with tqdm(total=len(texts), desc=f"{desc} ({len(self.devices)} devices)", unit="text") as progress:
             for _ in range(len(chunks)):

@@ -1,10 +1,9 @@
 """Keep freed activations in the process heap instead of handing them back to the kernel.
 
 Each encoder batch allocates and frees tens of MB of activations; glibc serves such blocks
-with mmap and unmaps them on free, so every batch pays page faults and page zeroing (up to
-half the CPU time showed as kernel time here). Raising the thresholds lets the heap reuse
-them; outputs are unchanged. Same effect as MALLOC_MMAP_THRESHOLD_ and friends, set from
-inside the process. scripts/bench_eval.py measures the end-to-end result.
+with mmap and unmaps them on free, so every batch pays page faults and page zeroing in the
+kernel. Raising the thresholds lets the heap reuse them; outputs are unchanged. Same effect
+as MALLOC_MMAP_THRESHOLD_ and friends, set from inside the process.
 """
 from __future__ import annotations
 

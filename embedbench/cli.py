@@ -1,21 +1,20 @@
-"""`embedbench train|eval|compare|ui`: the two Hydra jobs and two views of the MLflow store."""
+"""`embedbench train|eval|compare|ui`: parse, compose, check, hand over to a job.
+
+Only the standard library is imported at start: ``--help`` answers at once, and a config error is
+reported after composing the config (Hydra and the schemas), before torch or any job is imported.
+"""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-
 from embedbench import distributed
-from embedbench.allocator import keep_freed_memory
-from embedbench.checks import check_choices, check_numbers
 from embedbench.errors import EmbedbenchError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 USAGE = """usage: embedbench COMMAND [overrides...]
 
@@ -27,12 +26,16 @@ commands:
   ui [logger.tracking_uri=URI] [--port N] [--host H]
                                MLflow UI over the project's store (127.0.0.1 unless --host says otherwise)
 
+train and eval take --config-dir DIR: DIR's model/, data/, eval/, experiment/ YAMLs beside the shipped ones.
+
 examples:
   embedbench eval
   embedbench train model=mrl loss=infonce data=scifact
   embedbench train -m trainer=debug loss.temperature=0.02,0.05
   embedbench compare
 """
+MULTIRUN = {"-m", "--multirun"}
+HYDRA_INFO = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
 
 
 def fail(message: str) -> None:
@@ -43,51 +46,127 @@ def fail(message: str) -> None:
 
 def job(cfg) -> None:
     """Body of both Hydra apps: one job, one MLflow run, one results.json."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from embedbench.composition import load
+
     for noisy in ("faiss.loader", "matplotlib", "sentence_transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     hc = HydraConfig.get()
-    overrides = " ".join(hc.overrides.task)
-    run_name = f"{cfg.task} {overrides}".strip()[:250]
+    run_name = f"{cfg.job} {' '.join(hc.overrides.task)}".strip()[:250]
     sweep_dir = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else None
     try:
-        check_numbers(cfg)
-        check_choices(cfg)
-        from embedbench.evaluate import run_eval
-        from embedbench.train import run_train
-
-        runner = run_train if cfg.task == "train" else run_eval
-        runner(cfg, Path(hc.runtime.output_dir), run_name, sweep_dir)
+        typed = load(cfg)
+        if typed.job == "train":
+            from embedbench.jobs.train import run_train as runner
+        else:
+            from embedbench.jobs.eval import run_eval as runner
+        runner(typed, Path(hc.runtime.output_dir), run_name, sweep_dir)
     except EmbedbenchError as exc:
         fail(str(exc))
 
 
-def compose_config(name: str, overrides: list[str], with_hydra: bool = False):
+def compose_config(name: str, overrides: list[str], config_dir: str | None = None, with_hydra: bool = False):
+    """The config Hydra would compose for these overrides (plus ``config_dir``'s YAMLs), or one error line."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    from embedbench.composition import describe
+
+    if config_dir:
+        overrides = [*overrides, f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(name, overrides=overrides, return_hydra_config=with_hydra)
-    except HydraException as exc:
-        fail(one_line(str(exc).split("Config search path")[0]))
+    except (HydraException, OmegaConfBaseException) as exc:
+        fail(describe(exc))
 
 
-def one_line(text: str) -> str:
-    """Hydra's multi-line messages (e.g. the list of valid choices) as one line."""
-    out = ""
-    for part in filter(None, (line.strip() for line in text.splitlines())):
-        out += (" " if out.endswith(":") else "; " if out else "") + part
-    return out
+def job_overrides(args: list[str]) -> list[list[str]]:
+    """The overrides of every job the command line launches: one list, or one per combination of a sweep."""
+    overrides = [a for a in args if not a.startswith("-") and ("=" in a or a[:1] in "~+")]
+    if not MULTIRUN & set(args):
+        return [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    try:
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # a sweeper's own syntax (interval(), tag()): check what every job shares
+        return [[o.input_line for o in parsed if not o.is_sweep_override()]]
+
+
+def check_before_launch(command: str, args: list[str], config_dir: str | None) -> None:
+    """Every job's config composes and loads, and its model folder exists, before anything starts:
+    no run folder, MLflow run or sweep is left behind by a typo."""
+    from embedbench.composition import load
+    from embedbench.config import ModelKind
+    from embedbench.embedding.sources import resolve_model_path
+
+    for overrides in job_overrides(args):
+        typed = load(compose_config(command, overrides, config_dir))
+        if typed.model.kind == ModelKind.encoder:
+            resolve_model_path(typed.model.name_or_path)
+
+
+def config_dir_of(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--config-dir="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def distributed_overrides(command: str, args: list[str], config_dir: str | None) -> list[str]:
+    """Under torchrun: one train job whose ranks share rank 0's run folder."""
+    if command != "train":
+        fail(f"embedbench {command} runs in one process; torchrun is for `embedbench train`")
+    if MULTIRUN & set(args):
+        fail("torchrun with -m: launch each job of the sweep with its own torchrun")
+    distributed.init()
+    overrides = job_overrides(args)[0]
+    run_dir = distributed.from_rank0(
+        lambda: compose_config(command, overrides, config_dir, with_hydra=True).hydra.run.dir)
+    return [*args, f"hydra.run.dir={run_dir}"]
+
+
+def run_job(command: str, args: list[str]) -> None:
+    import hydra
+
+    from embedbench.allocator import keep_freed_memory
+    from embedbench.config import register
+
+    keep_freed_memory()
+    register()  # the schemas the YAMLs' defaults lists name
+    config_dir = config_dir_of(args)
+    if config_dir and not Path(config_dir).is_dir():
+        fail(f"--config-dir {config_dir}: no such folder")
+    if not HYDRA_INFO & set(args):
+        check_before_launch(command, args, config_dir)
+    if distributed.world_size() > 1:
+        args = distributed_overrides(command, args, config_dir)
+    sys.argv = [f"embedbench {command}", *args]
+    hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
 
 
 def compare(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="embedbench compare", description="The experiment's runs: config values "
+                                     "that differ and main metrics, best first.")
+    parser.add_argument("experiment", nargs="?", help="MLflow experiment (default: logger.experiment)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. logger.tracking_uri=URI")
+    flags = parser.parse_args(args)
+    positional = [a for a in [flags.experiment, *flags.overrides] if a and "=" not in a]
+    cfg = compose_config("eval", [a for a in [flags.experiment, *flags.overrides] if a and "=" in a])
+
     import pandas as pd
 
     from embedbench.compare import runs_table
     from embedbench.tracking import tracking_uri
 
-    cfg = compose_config("eval", [a for a in args if "=" in a])
-    positional = [a for a in args if "=" not in a]
     experiment = positional[0] if positional else cfg.logger.experiment
     table = runs_table(tracking_uri(cfg.logger), experiment)
     if table.empty:
@@ -98,31 +177,18 @@ def compare(args: list[str]) -> None:
 
 
 def ui(args: list[str]) -> None:
-    import argparse
-
-    from embedbench.tracking import tracking_uri
-
-    parser = argparse.ArgumentParser(prog="embedbench ui")
+    parser = argparse.ArgumentParser(prog="embedbench ui", description="MLflow UI over the project's store.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", default="5000")
     flags, overrides = parser.parse_known_args(args)
     cfg = compose_config("eval", overrides)
+
+    from embedbench.tracking import tracking_uri
+
     uri = tracking_uri(cfg.logger)
     print(f"MLflow UI on http://{flags.host}:{flags.port} over {uri}", file=sys.stderr)
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                "--host", flags.host, "--port", str(flags.port)])
-
-
-def distributed_overrides(command: str, args: list[str]) -> list[str]:
-    """Under torchrun: one train job whose ranks share rank 0's run folder."""
-    if command != "train":
-        fail(f"embedbench {command} runs in one process; torchrun is for `embedbench train`")
-    if {"-m", "--multirun"} & set(args):
-        fail("torchrun with -m: launch each job of the sweep with its own torchrun")
-    distributed.init()
-    overrides = [a for a in args if not a.startswith("-")]
-    run_dir = distributed.from_rank0(lambda: compose_config(command, overrides, with_hydra=True).hydra.run.dir)
-    return [*args, f"hydra.run.dir={run_dir}"]
 
 
 def main() -> None:
@@ -133,16 +199,7 @@ def main() -> None:
     command, rest = argv[0], argv[1:]
     try:
         if command in ("train", "eval"):
-            keep_freed_memory()
-            if not CONF_DIR.is_dir():
-                fail(f"{CONF_DIR}: config folder missing (install with `pip install -e .` from a checkout)")
-            if not {"-m", "--multirun", "--help", "-h", "--hydra-help"} & set(rest):
-                # Hydra would report a bad override over several lines, after its banner: check it here first
-                compose_config(command, [a for a in rest if not a.startswith("-") and ("=" in a or a[:1] == "~")])
-            if distributed.world_size() > 1:
-                rest = distributed_overrides(command, rest)
-            sys.argv = [f"embedbench {command}", *rest]
-            hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
+            run_job(command, rest)
         elif command == "compare":
             compare(rest)
         elif command == "ui":

@@ -3,14 +3,12 @@
 Every rank trains (the Hugging Face trainer shards the data and wraps the model in DDP); only
 rank 0 opens the MLflow run, saves the model and scores it, so metrics and the model are
 written once. The run folder is chosen by rank 0 and broadcast, because Hydra's folder name
-is a timestamp that two processes would not agree on.
+is a timestamp that two processes would not agree on. Torch is imported only once a process
+group is needed, so the CLI can ask :func:`world_size` for free.
 """
 from __future__ import annotations
 
 import os
-
-import torch
-import torch.distributed as dist
 
 
 def world_size() -> int:
@@ -27,15 +25,19 @@ def is_main() -> bool:
 
 def init() -> None:
     """Join the process group torchrun set up (gloo on CPU, nccl on CUDA); the trainer reuses it."""
+    import torch
+    import torch.distributed as dist
+
     if world_size() > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-
 def from_rank0(make):
     """``make()`` evaluated on rank 0, the same value on every rank."""
+    import torch.distributed as dist
+
     value = [make() if is_main() else None]
     dist.broadcast_object_list(value, src=0)
     return value[0]

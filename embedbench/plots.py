@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from embedbench.views import ViewSet  # noqa: E402
+from embedbench.embedding.views import ViewSet  # noqa: E402
 
 
 def dim_curve(metrics: dict[str, float], views: ViewSet, main_metrics: dict[str, str], path: Path) -> Path | None:

@@ -1,20 +1,19 @@
 """MLflow lifecycle: one run per Hydra job, sweeps grouped under a parent run, FAILED on error."""
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 
 import mlflow
 from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
+
+from embedbench.config import LoggerConfig
 
 PARENT_FILE = ".mlflow_parent_run_id"
 RUN_FILE = ".mlflow_run_id"
 SWEEP_TAG = "embedbench.sweep"
 ROLE_TAG = "embedbench.role"
+JOB_TAG = "embedbench.job"
 
 
 def tracking_uri(logger_cfg) -> str:
@@ -31,7 +30,7 @@ def experiment_id(client: MlflowClient, logger_cfg) -> str:
     found = client.get_experiment_by_name(logger_cfg.experiment)
     if found is not None:
         return found.experiment_id
-    location = logger_cfg.get("artifact_location")
+    location = logger_cfg.artifact_location
     location = Path(location).resolve().as_uri() if location else None
     try:
         return client.create_experiment(logger_cfg.experiment, artifact_location=location)
@@ -51,61 +50,58 @@ def flatten(tree, prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    """``with Tracker(cfg, run_name) as t:`` starts a run, logs the config; FAILED if the body raises."""
+    """``with Tracker(...) as t:`` starts a run (under the sweep's parent run, if any) and logs the config;
+    the run ends FAILED if the body raises. ``run_file`` keeps the run id, so a resumed job continues it."""
 
-    def __init__(self, cfg, run_name: str, sweep_dir: str | None = None, run_file: Path | None = None,
-                 resume_run_id: str | None = None):
-        self.cfg = cfg
-        self.run_name = run_name
-        self.sweep_dir = sweep_dir
-        self.client = MlflowClient(tracking_uri(cfg.logger))
-        self.run_file = run_file  # where the run id is kept, so a resumed job continues this run
+    def __init__(self, logger: LoggerConfig, config: dict, run_name: str, sweep_dir: str | None = None,
+                 run_file: Path | None = None, resume_run_id: str | None = None):
+        self.logger, self.config, self.run_name = logger, config, run_name
+        self.sweep_dir, self.run_file = sweep_dir, run_file
         self.run_id: str | None = resume_run_id
 
     def __enter__(self) -> Tracker:
+        mlflow.set_tracking_uri(tracking_uri(self.logger))
         if self.run_id:  # resuming: the run, its params and config are already there
-            self.client.update_run(self.run_id, status="RUNNING")
+            mlflow.start_run(run_id=self.run_id)
             return self
-        exp = experiment_id(self.client, self.cfg.logger)
-        tags = {"embedbench.task": str(self.cfg.task)}
-        if self.sweep_dir:
-            tags[SWEEP_TAG] = self.sweep_dir
-            parent = Path(self.sweep_dir) / PARENT_FILE
-            if parent.is_file():
-                tags["mlflow.parentRunId"] = parent.read_text().strip()
-        run = self.client.create_run(exp, run_name=self.run_name, tags=tags)
+        parent = _parent_run(self.sweep_dir)
+        tags = {JOB_TAG: str(self.config.get("job")), **({SWEEP_TAG: self.sweep_dir} if self.sweep_dir else {})}
+        run = mlflow.start_run(experiment_id=experiment_id(MlflowClient(), self.logger), run_name=self.run_name,
+                               parent_run_id=parent, tags=tags)
         self.run_id = run.info.run_id
         if self.run_file:
             self.run_file.parent.mkdir(parents=True, exist_ok=True)
             self.run_file.write_text(self.run_id)
-        container = OmegaConf.to_container(self.cfg, resolve=True)
-        limit = int(self.cfg.logger.param_max_len)
-        params = [mlflow.entities.Param(k, v[:limit]) for k, v in flatten(container).items()]
-        for start in range(0, len(params), 100):  # the store takes at most 100 params a batch
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
-        self.client.log_text(self.run_id, OmegaConf.to_yaml(self.cfg, resolve=True), "config.yaml")
+        limit = self.logger.param_max_len
+        mlflow.log_params({key: value[:limit] for key, value in flatten(self.config).items()})
+        mlflow.log_dict(self.config, "config.yaml")
         return self
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        now = int(time.time() * 1000)
-        entries = [mlflow.entities.Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        for start in range(0, len(entries), 1000):
-            self.client.log_batch(self.run_id, metrics=entries[start:start + 1000])
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         path = Path(path)
         if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), folder or path.name)
+            mlflow.log_artifacts(str(path), folder or path.name)
         else:
-            self.client.log_artifact(self.run_id, str(path), folder)
+            mlflow.log_artifact(str(path), folder)
+
+    def log_dict(self, payload: dict, name: str) -> None:
+        mlflow.log_dict(payload, name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         status = "FINISHED" if exc_type is None else "FAILED"
-        self.client.set_terminated(self.run_id, status)
-        if status == "FAILED" and self.sweep_dir:
-            parent = Path(self.sweep_dir) / PARENT_FILE
-            if parent.is_file():
-                self.client.set_terminated(parent.read_text().strip(), "FAILED")
+        mlflow.end_run(status)
+        parent = _parent_run(self.sweep_dir)
+        if status == "FAILED" and parent:
+            MlflowClient().set_terminated(parent, "FAILED")
+
+
+def _parent_run(sweep_dir: str | None) -> str | None:
+    """The sweep's parent run, opened by :class:`SweepCallback` before the jobs start."""
+    parent = Path(sweep_dir) / PARENT_FILE if sweep_dir else None
+    return parent.read_text().strip() if parent and parent.is_file() else None
 
 
 class NullTracker:
@@ -133,8 +129,7 @@ class SweepCallback(Callback):
         overrides = " ".join(config.hydra.overrides.task)
         run = client.create_run(experiment_id(client, config.logger),
                                 run_name=f"sweep {sweep_dir.name}: {overrides}"[:250],
-                                tags={SWEEP_TAG: str(sweep_dir), ROLE_TAG: "sweep",
-                                      "embedbench.task": str(config.task)})
+                                tags={SWEEP_TAG: str(sweep_dir), ROLE_TAG: "sweep", JOB_TAG: str(config.job)})
         client.log_param(run.info.run_id, "sweep.overrides", overrides[:500])
         (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
 
@@ -147,11 +142,3 @@ class SweepCallback(Callback):
         run_id = parent.read_text().strip()
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, "FINISHED")
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Readers see the old file or the whole new one, never a torn write."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)

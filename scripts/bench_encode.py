@@ -2,7 +2,7 @@
 """Encoding speed against this machine's own matmul ceiling, in one run, plus where the fast mode's time goes.
 
     python scripts/bench_encode.py                 # 1,000 SciFact docs + 300 queries, 2,758 STS-B sentences
-    python scripts/bench_encode.py --docs 5183     # the whole SciFact corpus (~20 min here)
+    python scripts/bench_encode.py --docs 5183     # the whole SciFact corpus
 
 1. Measures the GEMM peak (fp32 and bf16) on MiniLM-shaped matrices with the threads torch uses.
 2. Encodes the same texts with sentence-transformers' ``encode`` (fp32, bf16 autocast) and with
@@ -29,8 +29,8 @@ import torch
 
 from embedbench.data.beir import load_beir, resolve_root, subsample
 from embedbench.data.sts import read_sts
-from embedbench.encoder import LayerEncoder, load_model, resolve_batch_size
-from embedbench.index import search
+from embedbench.embedding.encoder import LayerEncoder, load_model, resolve_batch_size
+from embedbench.retrieval.index import search
 from embedbench.tasks.retrieval import retrieval_metrics
 
 

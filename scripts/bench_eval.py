@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""SciFact eval wall time and nDCG@10: mteb vs `embedbench eval` (fp32, torch bf16, encode=fast), same model, same data, one run.
+"""SciFact eval wall time and nDCG@10: mteb vs `embedbench eval` (fp32, torch bf16, encode=fast), one run.
 
     python scripts/bench_eval.py            # full SciFact test set (minutes)
     python scripts/bench_eval.py --queries 30 --docs 500   # a quick slice
@@ -28,59 +28,25 @@ DATA = Path(os.environ.setdefault("EMBEDBENCH_DATA", str(REPO.parent / "shared" 
 
 def scifact_folder(queries: int | None, docs: int | None, workdir: Path) -> Path:
     """The SciFact folder itself, or a slice of it written in BEIR format."""
-    from embedbench.data.beir import load_beir, subsample
+    from embedbench.data.beir import load_beir, subsample, write_beir
 
     root = DATA / "beir" / "scifact"
     if not queries and not docs:
         return root
-    ds = subsample(load_beir("scifact", root, "test"), queries, docs, seed=0)
-    out = workdir / "scifact"
-    (out / "qrels").mkdir(parents=True)
-    with open(out / "corpus.jsonl", "w") as fh:
-        for doc_id, doc in ds.corpus.items():
-            fh.write(json.dumps({"_id": doc_id, **doc}) + "\n")
-    with open(out / "queries.jsonl", "w") as fh:
-        for qid, text in ds.queries.items():
-            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
-    with open(out / "qrels" / "test.tsv", "w") as fh:
-        fh.write("query-id\tcorpus-id\tscore\n")
-        fh.writelines(f"{q}\t{d}\t{g}\n" for q, docs_ in ds.qrels.items() for d, g in docs_.items())
-    return out
+    return write_beir(workdir / "scifact", subsample(load_beir("scifact", root, "test"), queries, docs, seed=0))
 
 
 def mteb_only(root: Path) -> None:
     """Child process: mteb's score on the folder, printed as JSON on the last line."""
-    import mteb
-    from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
-    from mteb.abstasks.task_metadata import TaskMetadata
     from sentence_transformers import SentenceTransformer
 
+    from embedbench import mteb_reference
     from embedbench.data.beir import load_beir
-    from embedbench.encoder import resolve_model_path
-
-    ds = load_beir("scifact", root, "test")
-
-    class LocalSciFact(AbsTaskRetrieval):
-        metadata = TaskMetadata(
-            name="LocalSciFact", description="SciFact test from local BEIR files", reference="https://allenai.org",
-            type="Retrieval", category="t2t", modalities=["text"], eval_splits=["test"], eval_langs=["eng-Latn"],
-            main_score="ndcg_at_10", dataset={"path": "local", "revision": "local"}, date=None, domains=None,
-            task_subtypes=None, license=None, annotations_creators=None, dialect=None, sample_creation=None,
-            bibtex_citation="")
-
-        def load_data(self, **kwargs):
-            corpus = Dataset.from_list([{"id": d, "title": v["title"], "text": v["text"]}
-                                        for d, v in ds.corpus.items()])
-            queries = Dataset.from_list([{"id": q, "text": t} for q, t in ds.queries.items()])
-            self.dataset = {"default": {"test": RetrievalSplitData(corpus=corpus, queries=queries,
-                                                                   relevant_docs=ds.qrels, top_ranked=None)}}
-            self.data_loaded = True
+    from embedbench.embedding.sources import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path("default")[0], device="cpu")
-    result = mteb.evaluate(model, LocalSciFact(), cache=None, encode_kwargs={"batch_size": 32})
-    print(json.dumps({"ndcg_at_10": result.task_results[0].scores["test"][0]["ndcg_at_10"]}))
+    scores = mteb_reference.scores(model, mteb_reference.retrieval_task(load_beir("scifact", root, "test")))
+    print(json.dumps({"ndcg_at_10": scores["ndcg_at_10"]}))
 
 
 def run_mteb(root: Path) -> tuple[float, float]:

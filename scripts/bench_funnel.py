@@ -16,12 +16,14 @@ import os
 import statistics
 from pathlib import Path
 
-from embedbench.cache import EmbeddingCache, model_fingerprint
+from embedbench.config import EncodeConfig, IndexConfig
 from embedbench.data.beir import load_beir, resolve_root
-from embedbench.encoder import LayerEncoder, load_model
-from embedbench.index import EXACT, IndexSpec, search
+from embedbench.embedding.cache import EmbeddingCache
+from embedbench.embedding.embedder import Embedder
+from embedbench.embedding.encoder import LayerEncoder, load_model
+from embedbench.embedding.views import cut
+from embedbench.retrieval.index import EXACT, search
 from embedbench.tasks.retrieval import retrieval_metrics
-from embedbench.views import cut
 
 FUNNELS = [(32, 400), (64, 200), (64, 300), (64, 400), (96, 200), (128, 100)]
 
@@ -43,14 +45,9 @@ def main() -> None:
     qids, doc_ids = list(ds.queries), list(ds.corpus)
     texts = [ds.queries[q] for q in qids] + [ds.doc_text(d) for d in doc_ids]
     encoder = LayerEncoder(load_model(args.model, "cpu"))
-    cache = EmbeddingCache(Path("outputs/cache"), 5 * 2**30)
-    key = model_fingerprint(encoder, "fp32")
     last = encoder.n_layers
-    pooled = cache.get(key, texts, [last])
-    if pooled is None:
-        pooled = encoder.encode(texts, [last], 32, "fp32", "scifact")
-        cache.put(key, texts, pooled)
-    emb = cut(pooled[last], encoder.hidden_size).numpy()
+    embed = Embedder(encoder, [last], EncodeConfig(precision="fp32"), EmbeddingCache(Path("outputs/cache"), 5 * 2**30))
+    emb = cut(embed(texts, "scifact")[last], encoder.hidden_size).numpy()
     queries, docs = emb[: len(qids)], emb[len(qids):]
 
     def ndcg(found):
@@ -67,7 +64,7 @@ def main() -> None:
           f"{1000 * exact_s:8.2f} {1:7.2f}")
     within = []
     for dim, shortlist in FUNNELS:
-        found, seconds = timed(docs, queries, IndexSpec(f"funnel_d{dim}", funnel_dim=dim, shortlist=shortlist),
+        found, seconds = timed(docs, queries, IndexConfig(name=f"funnel_d{dim}", funnel_dim=dim, shortlist=shortlist),
                                args.repeats)
         score, share = ndcg(found), found.flops_per_query / exact.flops_per_query
         print(f"{f'funnel d{dim} -> {shortlist} -> full':28s} {score:8.5f} {score - base:+8.5f} "

@@ -21,26 +21,27 @@ import tempfile
 import time
 from pathlib import Path
 
-MRL = {"dims": [384, 256, 128, 64, 32], "weights": [1, 1, 1, 1, 1]}
+MRL_DIMS = [384, 256, 128, 64, 32]
 
 
 def step(batch: int, mini_batch: int, max_length: int, grads_out: str) -> dict:
     """One forward + backward in this process; the gradients saved for the comparison."""
     import torch
-    from omegaconf import OmegaConf
 
+    from embedbench.config import DataConfig, InfoNCEConfig, ObjectiveConfig, ViewsConfig
     from embedbench.data.pairs import qrels_pairs
-    from embedbench.encoder import LayerEncoder, load_model
+    from embedbench.embedding.encoder import LayerEncoder, load_model
+    from embedbench.embedding.views import build_views
     from embedbench.losses import build_objective
-    from embedbench.views import build_views
 
-    pairs = qrels_pairs(OmegaConf.create({"name": "scifact", "train_split": "train"}), batch)
+    pairs = qrels_pairs(DataConfig(name="scifact"), batch)
     model = load_model("default", "cpu", max_length)
     model.eval()  # no dropout: the two modes must compute the same function to compare gradients
     encoder = LayerEncoder(model)
-    views = build_views(MRL, encoder.n_layers, encoder.hidden_size)
-    loss_cfg = {"name": "infonce", "temperature": 0.05, **({"mini_batch_size": mini_batch} if mini_batch else {})}
-    objective = build_objective(OmegaConf.create(loss_cfg), encoder, views)
+    views = build_views(ViewsConfig(dims=MRL_DIMS, weights=[1.0] * len(MRL_DIMS)), encoder.n_layers,
+                        encoder.hidden_size)
+    loss = InfoNCEConfig(name="cached_infonce" if mini_batch else "infonce", mini_batch_size=mini_batch or None)
+    objective = build_objective(loss, encoder, views, ObjectiveConfig())
     features = [model.preprocess(pairs["anchor"]), model.preprocess(pairs["positive"])]
     start = time.perf_counter()
     loss = objective(features)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One-view eval vs the full layer x dim grid vs a cached re-run: `embedbench eval` three times, one run.
 
-    python scripts/bench_grid.py                 # full SciFact test set (about 10 min here)
+    python scripts/bench_grid.py                 # full SciFact test set (minutes)
     python scripts/bench_grid.py --queries 50 --docs 800
 
 1. plain eval (MiniLM, one view), cache on: encodes and stores the last layer;
@@ -49,7 +49,8 @@ def main() -> None:
     print(f"{'run':32s} {'wall s':>8s} {'x plain':>8s}  nDCG@10")
     print(f"{'plain (1 view)':32s} {plain_s:8.1f} {1:8.2f}  {plain['scifact/ndcg_at_10']:.5f}")
     print(f"{f'grid=full ({len(views)} views)':32s} {grid_s:8.1f} {grid_s / plain_s:8.2f}  "
-          f"{grid['scifact/ndcg_at_10']:.5f} (l6_d384 cell, equal: {grid['scifact/ndcg_at_10'] == plain['scifact/ndcg_at_10']})")
+          f"{grid['scifact/ndcg_at_10']:.5f} "
+          f"(l6_d384 cell, equal: {grid['scifact/ndcg_at_10'] == plain['scifact/ndcg_at_10']})")
     print(f"{'plain again (cache)':32s} {cached_s:8.1f} {cached_s / plain_s:8.2f}  "
           f"{cached['scifact/ndcg_at_10']:.5f} (equal: {cached['scifact/ndcg_at_10'] == plain['scifact/ndcg_at_10']})")
     print(f"speed-up of the cached re-run: {plain_s / cached_s:.1f}x")

@@ -1,16 +1,17 @@
 #!/usr/bin/env python
 """The index zoo at scale, on a SYNTHETIC collection (speed and recall only, never quality).
 
-    python scripts/bench_index.py                       # 1M x 384 docs, 1,000 queries (about 5 min here)
+    python scripts/bench_index.py                       # 1M x 384 docs, 1,000 queries (minutes)
     python scripts/bench_index.py --docs 100000         # quicker
-    python scripts/bench_index.py --hnsw                # also HNSW32 (its build takes long on 2 cores)
+    python scripts/bench_index.py --hnsw                # also HNSW32 (its build on 1M vectors is slow)
 
 The collection is generated, not real text: a mixture of --clusters Gaussian clusters in a
 --latent-dim space (random centres, per-coordinate noise --spread), lifted to --dim by a fixed
-random map with a little noise, normalised; queries are fresh draws from the same mixture. Embedding collections are clustered like this, so IVF and HNSW behave roughly as on real
-data, but no quality number from it means anything. Every index is built and searched through
-embedbench's own IndexSpec/search (the code `index=zoo` runs); exact flat search is the baseline
-for recall@10 and for speed (QPS ratio), all in this one run.
+random map with a little noise, normalised; queries are fresh draws from the same mixture. Embedding
+collections are clustered like this, so IVF and HNSW behave roughly as on real data, but no quality
+number from it means anything. Every index is built and searched through embedbench's own search (the
+code `index=zoo` runs); exact flat search is the baseline for recall@10 and for speed (QPS ratio), all in
+this one run.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import time
 import faiss
 import numpy as np
 
-from embedbench.index import EXACT, IndexSpec, search
-from embedbench.tasks.retrieval import overlap
+from embedbench.config import IndexConfig
+from embedbench.retrieval.dense import overlap
+from embedbench.retrieval.index import EXACT, search
 
 
 def mixture(n: int, centres: np.ndarray, spread: float, lift: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -60,19 +62,21 @@ def main() -> None:
           f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
 
     # IVF lists by the zoo's rule (~4 sqrt(n): 4,000 at 1M), centroids trained on 160k docs (40 per list)
-    specs = [IndexSpec(f"ivf nprobe={probes}", factory="IVF{nlist},Flat", params=f"nprobe={probes}",
+    specs = [IndexConfig(name=f"ivf nprobe={probes}", factory="IVF{nlist},Flat", params=f"nprobe={probes}",
                        train_sample=160_000) for probes in (8, 16, 32)]
-    specs += [IndexSpec("sq8 (int8)", factory="SQ8"),
-              IndexSpec("binary", factory="BFlat", binary=True),
-              IndexSpec("binary + float rescore x4", factory="BFlat", binary=True, rescore=4, rescore_float=True),
-              IndexSpec("funnel d64 -> 300", funnel_dim=64, shortlist=300)]
+    specs += [IndexConfig(name="sq8 (int8)", factory="SQ8"),
+              IndexConfig(name="binary", factory="BFlat", binary=True),
+              IndexConfig(name="binary + float rescore x4", factory="BFlat", binary=True, rescore=4,
+                          rescore_float=True),
+              IndexConfig(name="funnel d64 -> 300", funnel_dim=64, shortlist=300)]
     if args.hnsw:
-        specs.insert(3, IndexSpec("hnsw32 efSearch=128", factory="HNSW32,Flat", params="efSearch=128"))
+        specs.insert(3, IndexConfig(name="hnsw32 efSearch=128", factory="HNSW32,Flat", params="efSearch=128"))
 
     exact = search(docs, queries, 10, EXACT)
     exact_qps = args.queries / exact.search_s
     print(f"\n{'index':28s} {'recall@10':>9s} {'QPS':>9s} {'x flat QPS':>10s} {'build s':>8s} {'bytes/vec':>9s}")
-    print(f"{'flat (exact)':28s} {1.0:9.3f} {exact_qps:9.0f} {1.0:10.1f} {exact.build_s:8.1f} {exact.bytes_per_vec:9.0f}")
+    print(f"{'flat (exact)':28s} {1.0:9.3f} {exact_qps:9.0f} {1.0:10.1f} {exact.build_s:8.1f} "
+          f"{exact.bytes_per_vec:9.0f}")
     for spec in specs:
         found = search(docs, queries, 10, spec)
         qps = args.queries / found.search_s

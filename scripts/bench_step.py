@@ -20,12 +20,13 @@ DATA = Path(os.environ.setdefault("EMBEDBENCH_DATA", str(REPO.parent / "shared" 
 
 def main() -> None:
     import torch
-    from hydra import compose, initialize_config_dir
 
+    from embedbench.cli import compose_config
+    from embedbench.composition import load
     from embedbench.data.pairs import training_pairs
-    from embedbench.encoder import LayerEncoder, load_model
+    from embedbench.embedding.encoder import LayerEncoder, load_model
+    from embedbench.embedding.views import build_views
     from embedbench.losses import build_objective
-    from embedbench.views import build_views
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
@@ -37,12 +38,11 @@ def main() -> None:
     encoder = LayerEncoder(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-7)  # tiny: the weights barely move between turns
     objectives = {}
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        for name in args.models:
-            cfg = compose("train", overrides=[f"model={name}"])
-            views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
-            objectives[name] = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
-        pairs = training_pairs(compose("train"))
+    for name in args.models:
+        cfg = load(compose_config("train", [f"model={name}"]))
+        views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+        objectives[name] = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
+    pairs = training_pairs(cfg.data, None, cfg.seed, cfg.encode, None)
     batches = [pairs[i * args.batch:(i + 1) * args.batch] for i in range(args.steps + 1)]
     seconds = {name: 0.0 for name in objectives}
     model.train()
@@ -56,7 +56,8 @@ def main() -> None:
             if step:  # the first round warms up
                 seconds[name] += time.perf_counter() - start
     base = seconds["minilm"] / args.steps
-    print(f"\nMiniLM training step, batch {args.batch}, {args.steps} timed steps each, CPU threads {torch.get_num_threads()}")
+    print(f"\nMiniLM training step, batch {args.batch}, {args.steps} timed steps each, "
+          f"CPU threads {torch.get_num_threads()}")
     print(f"{'objective':12s} {'s/step':>8s} {'x infonce':>10s}")
     for name, total in seconds.items():
         print(f"{name:12s} {total / args.steps:8.2f} {total / args.steps / base:10.2f}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`embedbench eval eval=mteb_lite` against mteb 2.26 on the same five local data sets, in one run.
 
-    python scripts/bench_suite.py        # full sets, all-MiniLM-L6-v2, fp32 (~15 min here)
+    python scripts/bench_suite.py        # full sets, all-MiniLM-L6-v2, fp32 (minutes)
 
 mteb runs offline on local copies of each set (its own task classes, data handed over in
 ``load_data``, clustering sampled by mteb's own ``stratified_subsampling`` as StackExchangeClustering.v2
@@ -22,73 +22,25 @@ from embedbench.data.beir import load_beir, resolve_root
 from embedbench.data.files import data_file
 from embedbench.data.sts import read_sts
 from embedbench.data.tables import read_labelled, read_labelled_pairs, read_line_aligned
-from embedbench.encoder import load_model
+from embedbench.embedding.encoder import load_model
 from embedbench.tasks.classification import label_ids
 
 
-def local_task(base, task_type: str, main_score: str, load, **attributes):
-    from mteb.abstasks.task_metadata import TaskMetadata
-
-    metadata = TaskMetadata(
-        name=f"Local{task_type}", description="local copy", reference="https://example.org", type=task_type,
-        category="t2t", modalities=["text"], eval_splits=["test"], eval_langs=["eng-Latn"], main_score=main_score,
-        dataset={"path": "local", "revision": "local"}, date=None, domains=None, task_subtypes=None, license=None,
-        annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation="")
-    return type(f"Local{task_type}", (base,), {"metadata": metadata, "load_data": load, **attributes})()
-
-
-def mteb_tasks():
-    from datasets import Dataset, DatasetDict
-    from mteb.abstasks.classification import AbsTaskClassification
-    from mteb.abstasks.clustering import AbsTaskClustering
-    from mteb.abstasks.pair_classification import AbsTaskPairClassification
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
-    from mteb.abstasks.sts import AbsTaskSTS
+def mteb_tasks() -> dict:
+    """mteb's own task classes over the five local sets, keyed by the embedbench metric they match."""
+    from embedbench import mteb_reference as ref
 
     scifact = load_beir("scifact", resolve_root("scifact", None), "test")
     sts = read_sts(data_file("sts/stsbenchmark/sts-test.csv", "sts"))
     banking = [read_labelled(data_file(f"classification/banking77/{s}.csv", s), "text", "category")
                for s in ("train", "test")]
-    ids = label_ids(*banking)
     so = read_line_aligned(data_file("clustering/stackoverflow/StackOverflow.txt", "so"),
                            data_file("clustering/stackoverflow/StackOverflow_gnd.txt", "so"))
     mrpc = read_labelled_pairs(data_file("pair_classification/mrpc/msr_paraphrase_test.txt", "mrpc"),
                                "#1 String", "#2 String", "Quality")
-
-    def retrieval(self, **kwargs):
-        corpus = Dataset.from_list([{"id": d, **v} for d, v in scifact.corpus.items()])
-        queries = Dataset.from_list([{"id": q, "text": t} for q, t in scifact.queries.items()])
-        self.dataset = {"default": {"test": RetrievalSplitData(corpus=corpus, queries=queries,
-                                                               relevant_docs=scifact.qrels, top_ranked=None)}}
-        self.data_loaded = True
-
-    def sts_load(self, **kwargs):
-        self.dataset = {"default": {"test": Dataset.from_dict(
-            {"sentence1": sts.sentences1, "sentence2": sts.sentences2, "score": sts.scores})}}
-        self.data_loaded = True
-
-    def classification(self, **kwargs):
-        self.dataset = DatasetDict({split: Dataset.from_dict({"text": d.texts, "label": [ids[x] for x in d.labels]})
-                                    for split, d in zip(("train", "test"), banking)})
-        self.data_loaded = True
-
-    def clustering(self, **kwargs):
-        full = DatasetDict({"test": Dataset.from_dict({"sentences": so.texts, "labels": so.labels})})
-        self.dataset = self.stratified_subsampling(full, self.seed, ["test"], label="labels")
-        self.data_loaded = True
-
-    def pairs(self, **kwargs):
-        self.dataset = {"test": Dataset.from_dict({"sentence1": mrpc.sentences1, "sentence2": mrpc.sentences2,
-                                                   "labels": mrpc.labels})}
-        self.data_loaded = True
-
-    return {"scifact/ndcg_at_10": local_task(AbsTaskRetrieval, "Retrieval", "ndcg_at_10", retrieval),
-            "stsb/spearman": local_task(AbsTaskSTS, "STS", "cosine_spearman", sts_load),
-            "banking77/accuracy": local_task(AbsTaskClassification, "Classification", "accuracy", classification),
-            "stackoverflow/v_measure": local_task(AbsTaskClustering, "Clustering", "v_measure", clustering,
-                                                  max_fraction_of_documents_to_embed=None),
-            "mrpc/ap": local_task(AbsTaskPairClassification, "PairClassification", "max_ap", pairs)}
+    return {"scifact/ndcg_at_10": ref.retrieval_task(scifact), "stsb/spearman": ref.sts_task(sts),
+            "banking77/accuracy": ref.classification_task(*banking, label_ids(*banking)),
+            "stackoverflow/v_measure": ref.clustering_task(so), "mrpc/ap": ref.pair_classification_task(mrpc)}
 
 
 def main() -> None:

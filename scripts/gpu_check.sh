@@ -16,7 +16,7 @@ embedbench eval device=cpu encode.precision=fp32 "${slice[@]}" "hydra.run.dir=$o
 python - <<'PY'
 import time, torch
 from embedbench.data.beir import load_beir, resolve_root, subsample
-from embedbench.encoder import LayerEncoder, load_model
+from embedbench.embedding.encoder import LayerEncoder, load_model
 texts = [d["title"] + " " + d["text"] for d in subsample(load_beir("scifact", resolve_root("scifact", None), "test"), None, 1500).corpus.values()]
 for device, precision, batch in (("cuda", "bf16", 128), ("cpu", "fp32", 16)):
     encoder = LayerEncoder(load_model("default", device))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""The README's retrieval-recipe table from one sweep: SciFact nDCG@10 (full and d64) per recipe, beside
-plain InfoNCE from the same sweep and the untrained model.
+"""The retrieval-recipe table of docs/results/recipes.md from one sweep: SciFact nDCG@10 (full and d64) per
+recipe, beside plain InfoNCE from the same sweep and the untrained model.
 
     embedbench train -m experiment=recipe_infonce,recipe_mined,... logger.experiment=recipes   # make recipes
     embedbench eval model=mrl eval=beir hydra.run.dir=outputs/recipes_untrained       # the untrained row
@@ -33,7 +33,7 @@ def main() -> None:
         rows.insert(0, ("untrained", json.loads(args.untrained.read_text())["metrics"], None))
     print("| recipe | nDCG@10 full | d64 | full vs InfoNCE | d64 vs InfoNCE | train s |")
     print("|---|---|---|---|---|---|")
-    for name, metrics, config in rows:
+    for name, metrics, _ in rows:
         full, d64 = metrics[METRIC], metrics[f"{METRIC}/d64"]
         delta = (f"{full - base[METRIC]:+.4f} | {d64 - base[f'{METRIC}/d64']:+.4f}" if base else "| ")
         seconds = metrics.get("train/seconds")

@@ -7,12 +7,13 @@ import sys
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
+
+from embedbench.config import InfoNCEConfig, ObjectiveConfig, ViewsConfig
 
 QUERIES = ["what causes anemia", "effects of aspirin", "insulin resistance", "vitamin d and bones"]
 DOCS = ["Iron deficiency causes anemia.", "Aspirin thins the blood.", "Obesity drives insulin resistance.",
         "Vitamin D helps calcium absorption in bone."]
-MRL = {"dims": [384, 64], "weights": [1.0, 1.0]}
+MRL = ViewsConfig(dims=[384, 64], weights=[1.0, 1.0])
 CHECKED = "0.model.encoder.layer.0.attention.self.query.weight"
 
 
@@ -23,14 +24,14 @@ def _free_port() -> int:
 
 
 def _objective(model, gather: bool):
-    from embedbench.encoder import LayerEncoder
+    from embedbench.embedding.encoder import LayerEncoder
+    from embedbench.embedding.views import build_views
     from embedbench.losses import build_objective
-    from embedbench.views import build_views
 
     encoder = LayerEncoder(model)
     views = build_views(MRL, encoder.n_layers, encoder.hidden_size)
-    return build_objective(OmegaConf.create({"name": "infonce", "temperature": 0.05,
-                                             "gather_across_devices": gather}), encoder, views)
+    return build_objective(InfoNCEConfig(name="infonce", gather_across_devices=gather), encoder, views,
+                           ObjectiveConfig())
 
 
 def _grad(model, objective, queries, docs) -> torch.Tensor:
@@ -44,7 +45,7 @@ def _rank_grad(rank: int, port: int, bypass_ddp: bool, out: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from embedbench.encoder import load_model
+    from embedbench.embedding.encoder import load_model
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     model = load_model("default", "cpu").eval()  # no dropout: both sides compute the same function

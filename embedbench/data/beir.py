@@ -6,6 +6,7 @@ else the official BEIR zip downloaded into a cache.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import urllib.error
@@ -38,11 +39,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EMBEDBENCH_CACHE", Path.home() / ".cache" / "embedbench"))
 
 
-def resolve_root(name: str, root: str | None, url: str | None = None) -> Path:
+def resolve_root(name: str, root: str | None, url: str | None = None, key: str = "data.root") -> Path:
     if root:
         path = Path(root).expanduser()
         if not path.is_dir():
-            raise EmbedbenchError(f"data.root={root}: no such folder")
+            raise EmbedbenchError(f"{key}={root}: no such folder")
         return path
     shared = os.environ.get("EMBEDBENCH_DATA")
     if shared:
@@ -153,6 +154,21 @@ def load_beir(name: str, root: Path, split: str) -> BeirDataset:
     qrels = load_qrels(root / "qrels" / f"{split}.tsv", queries, corpus)
     queries = {qid: queries[qid] for qid in qrels}
     return BeirDataset(name, corpus, queries, qrels)
+
+
+def write_beir(folder: Path, ds: BeirDataset, split: str = "test") -> Path:
+    """``ds`` as a BEIR folder (corpus, queries, the split's qrels); other splits' qrels there are kept."""
+    folder = Path(folder)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"_id": doc_id, **doc}) + "\n" for doc_id, doc in ds.corpus.items())
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"_id": qid, "text": text}) + "\n" for qid, text in ds.queries.items())
+    with open(folder / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        fh.writelines(f"{qid}\t{doc_id}\t{grade}\n" for qid, docs in ds.qrels.items()
+                      for doc_id, grade in docs.items())
+    return folder
 
 
 def subsample(ds: BeirDataset, max_queries: int | None, max_docs: int | None, seed: int = 0) -> BeirDataset:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,12 @@ import faiss
 import numpy as np
 import torch.nn.functional as F
 
-from embedbench.cache import model_fingerprint, texts_fingerprint
+from embedbench.atomic import atomic_write
+from embedbench.config import EncodeConfig, MiningConfig
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import load_encoder, resolve_device, resolve_encoding
+from embedbench.embedding.cache import EmbeddingCache, texts_fingerprint
+from embedbench.embedding.embedder import Embedder
+from embedbench.embedding.encoder import load_encoder, resolve_device
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ def pairs_key(ds: BeirDataset, pairs: list[tuple[str, str]]) -> str:
     """What the training pairs and their corpus are, independent of where they were read from."""
     doc_ids = list(ds.corpus)
     texts = [ds.doc_text(d) for d in doc_ids]
-    parts = [texts_fingerprint(doc_ids), texts_fingerprint(texts), texts_fingerprint([ds.queries[q] for q, _ in pairs]),
+    parts = [texts_fingerprint(doc_ids), texts_fingerprint(texts),
+             texts_fingerprint([ds.queries[q] for q, _ in pairs]),
              texts_fingerprint([f"{q}\t{d}" for q, d in pairs])]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
@@ -60,27 +63,20 @@ def random_documents(rng: random.Random, doc_ids: list[str], exclude: set[str], 
     return picked
 
 
-def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, encode_cfg, cache, seed: int,
-                   device: str = "auto") -> MinedSet:
-    lo, hi = (int(r) for r in mining_cfg.ranks)
-    count, margin = int(mining_cfg.count), float(mining_cfg.margin)
-    if not 0 <= lo < hi or count < 1 or count > hi - lo:
-        raise EmbedbenchError(f"data.mining: ranks {[lo, hi]} must be 0 <= lo < hi holding at least count={count}")
-    encoder = load_encoder(mining_cfg.model, resolve_device(device))
-    encoding = resolve_encoding(encode_cfg, encoder.device.type)
+def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: MiningConfig, encode: EncodeConfig,
+                   cache: EmbeddingCache | None, seed: int, device: str = "auto") -> MinedSet:
+    (lo, hi), count, margin = mining.ranks, mining.count, mining.margin
+    encoder = load_encoder(mining.model, resolve_device(device))
+    layer = encoder.n_layers
+    embed = Embedder(encoder, [layer], encode, cache)
     settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed})
-    key = hashlib.sha256("|".join([model_fingerprint(encoder, *encoding), pairs_key(ds, pairs), settings])
-                         .encode()).hexdigest()
-    path = Path(mining_cfg.store) / f"{ds.name}-{key[:20]}.jsonl"
+    key = hashlib.sha256("|".join([embed.fingerprint, pairs_key(ds, pairs), settings]).encode()).hexdigest()
+    path = Path(mining.store) / f"{ds.name}-{key[:20]}.jsonl"
     if path.is_file():
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         log.info("hard negatives: %d pairs read from %s", len(rows), path)
         return MinedSet(rows, path, 0)
 
-    from embedbench.evaluate import embedder
-
-    embed = embedder(encoder, [encoder.n_layers], encode_cfg, cache)
-    layer = encoder.n_layers
     qids = list(dict.fromkeys(q for q, _ in pairs))
     queries = F.normalize(embed([ds.queries[q] for q in qids], "mining: queries")[layer], dim=-1).numpy()
     wanted = {(q, d) for q, d in pairs}
@@ -89,7 +85,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, en
     k = min(hi + max(len(ds.qrels[q]) for q in qids), len(doc_ids))
     heap = faiss.ResultHeap(len(qids), k, keep_max=True)  # inner products: the largest are the nearest
     row_of = {q: i for i, q in enumerate(qids)}
-    shard = int(mining_cfg.shard_docs)
+    shard = mining.shard_docs
     for start in range(0, len(doc_ids), shard):
         ids = doc_ids[start:start + shard]
         docs = F.normalize(embed([ds.doc_text(d) for d in ids], f"mining: corpus {start:,}+")[layer], dim=-1).numpy()
@@ -118,9 +114,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining_cfg, en
     if short:
         log.warning("hard negatives: %d of %d pairs had fewer than %d candidates in ranks %d-%d under the margin; "
                     "filled with random documents", short, len(pairs), count, lo, hi)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, path)  # complete or absent: a killed run never leaves half a set to be reused
-    log.info("hard negatives: %d pairs mined with %s, stored in %s", len(rows), mining_cfg.model, path)
+    with atomic_write(path) as fh:  # complete or absent: a killed run never leaves half a set to be reused
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+    log.info("hard negatives: %d pairs mined with %s, stored in %s", len(rows), mining.model, path)
     return MinedSet(rows, path, len(qids) + len(doc_ids))

@@ -9,33 +9,32 @@ from __future__ import annotations
 
 from datasets import Dataset
 
+from embedbench.config import DataConfig, EncodeConfig
 from embedbench.data.beir import BeirDataset, load_beir, resolve_root
 from embedbench.data.files import data_file, jsonl_records
 from embedbench.data.sts import read_sts
+from embedbench.embedding.cache import EmbeddingCache
 from embedbench.errors import EmbedbenchError, at
 
 
-def training_pairs(cfg) -> Dataset:
-    """The training set ``data=`` names, cut to ``trainer.max_examples``."""
-    data_cfg, max_examples = cfg.data, cfg.trainer.max_examples
-    kind = data_cfg.get("format", "beir")
-    if kind == "scored_pairs":
+def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, encode: EncodeConfig,
+                   cache: EmbeddingCache | None, device: str = "auto") -> Dataset:
+    """The training set ``data=`` names, cut to ``max_examples``; ``encode``, ``cache`` and ``device`` serve
+    the models that mine negatives and score them as teachers."""
+    if data_cfg.format == "scored_pairs":
         return scored_pairs(data_cfg, max_examples)
-    if kind == "graded_lists":
+    if data_cfg.format == "graded_lists":
         return graded_lists(data_cfg, max_examples)
-    if kind in ("mirror", "cropping"):
+    if data_cfg.format in ("mirror", "cropping"):
         from embedbench.data.unlabeled import self_supervised_pairs
 
-        return self_supervised_pairs(data_cfg, max_examples, cfg.seed)
-    if kind != "beir":
-        raise EmbedbenchError(f"data={data_cfg.name}: format {kind!r} has no training reader "
-                              "(beir, scored_pairs, graded_lists, mirror, cropping)")
-    return qrels_training_set(cfg)
+        return self_supervised_pairs(data_cfg, max_examples, seed)
+    return qrels_training_set(data_cfg, max_examples, seed, encode, cache, device)
 
 
 def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
     """STS-style pairs, gold scores scaled to 0..1 (CoSENT and AnglE only use their order)."""
-    pairs = read_sts(data_file(data_cfg.train, f"data.{data_cfg.name}.train"), max_score=data_cfg.max_score)
+    pairs = read_sts(data_file(data_cfg.train, "data.train"), max_score=data_cfg.max_score)
     n = max_examples or len(pairs.scores)
     return Dataset.from_dict({"sentence1": pairs.sentences1[:n], "sentence2": pairs.sentences2[:n],
                               "label": [score / data_cfg.max_score for score in pairs.scores[:n]]})
@@ -44,8 +43,8 @@ def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
 def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
     """JSON lines ``{"query": text, "docs": [text, ...], "grades": [number, ...]}``; every list is cut to
     ``list_size`` (lists shorter than that are an error: a batch needs equal lists)."""
-    path = data_file(data_cfg.train, f"data.{data_cfg.name}.train")
-    size = int(data_cfg.list_size)
+    path = data_file(data_cfg.train, "data.train")
+    size = data_cfg.list_size
     anchors, columns, labels = [], [[] for _ in range(size)], []
     for lineno, record in jsonl_records(path, ("query", "docs", "grades")):
         docs, grades = record["docs"], record["grades"]
@@ -67,7 +66,7 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
 
 def judged_pairs(data_cfg, max_examples: int | None) -> tuple[BeirDataset, list[tuple[str, str]]]:
     """The train split and its (query id, relevant doc id) pairs, every positive judgement."""
-    root = resolve_root(data_cfg.name, data_cfg.get("root"), data_cfg.get("url"))
+    root = resolve_root(data_cfg.name, data_cfg.root, data_cfg.url)
     ds = load_beir(data_cfg.name, root, data_cfg.train_split)
     pairs = [(qid, doc_id) for qid, docs in ds.qrels.items() for doc_id, grade in docs.items() if grade > 0]
     pairs = pairs[:max_examples] if max_examples else pairs
@@ -83,30 +82,23 @@ def qrels_pairs(data_cfg, max_examples: int | None) -> Dataset:
                               "positive": [ds.doc_text(d) for _, d in pairs]})
 
 
-def qrels_training_set(cfg) -> Dataset:
+def qrels_training_set(data_cfg: DataConfig, max_examples: int | None, seed: int, encode: EncodeConfig,
+                       cache: EmbeddingCache | None, device: str) -> Dataset:
     """Train qrels pairs; with ``data.negatives=mined`` k hard negatives each, and with a
     ``data.teacher`` the teacher's scores of [positive, negatives] as ``label``."""
-    data_cfg = cfg.data
-    negatives, teacher = data_cfg.get("negatives"), data_cfg.get("teacher") or {}
-    if negatives not in (None, "mined"):
-        raise EmbedbenchError(f"data.negatives={negatives}: expected null (in-batch only) or mined")
-    if teacher.get("kind") and negatives != "mined":
-        raise EmbedbenchError("data.teacher scores a candidate list: set data.negatives=mined as well")
-    if negatives is None:
-        return qrels_pairs(data_cfg, cfg.trainer.max_examples)
+    if data_cfg.negatives is None:
+        return qrels_pairs(data_cfg, max_examples)
     from embedbench.data.mining import mine_negatives
-    from embedbench.evaluate import open_cache
 
-    ds, pairs = judged_pairs(data_cfg, cfg.trainer.max_examples)
-    cache = open_cache(cfg.eval)
-    mined = mine_negatives(ds, pairs, data_cfg.mining, cfg.encode, cache, cfg.seed, cfg.device)
+    ds, pairs = judged_pairs(data_cfg, max_examples)
+    mined = mine_negatives(ds, pairs, data_cfg.mining, encode, cache, seed, device)
     columns = {"anchor": [ds.queries[r["query"]] for r in mined.rows],
                "positive": [ds.doc_text(r["positive"]) for r in mined.rows]}
-    for i in range(int(data_cfg.mining.count)):
+    for i in range(data_cfg.mining.count):
         columns[f"negative_{i + 1}"] = [ds.doc_text(r["negatives"][i]) for r in mined.rows]
-    if teacher.get("kind"):
+    if data_cfg.teacher.kind:
         from embedbench.data.teacher import teacher_scores
 
-        columns["label"] = teacher_scores(ds, mined.rows, teacher, cfg.encode, cache, data_cfg.mining.store,
-                                          cfg.device)
+        columns["label"] = teacher_scores(ds, mined.rows, data_cfg.teacher, encode, cache, data_cfg.mining.store,
+                                          device)
     return Dataset.from_dict(columns)

@@ -4,13 +4,14 @@ hard pairs are equally represented. Plugs into sentence-transformers' trainer as
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import faiss
 import numpy as np
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from embedbench.errors import EmbedbenchError
+from embedbench.config import DataConfig
 
 
 def query_clusters(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -61,20 +62,16 @@ class TasBalancedBatchSampler(DefaultBatchSampler):
         return len(self.batches())
 
 
-def batch_sampler(cfg, dataset, encoder):
+def batch_sampler(data: DataConfig, dataset, embed: Callable, seed: int):
     """What the trainer draws batches with: sentence-transformers' no-duplicates sampler (a repeated
-    text in a batch would be a false negative), or TAS-Balanced batches."""
-    sampler = cfg.data.get("sampler")
-    if sampler is None:
+    text in a batch would be a false negative), or TAS-Balanced batches (the training queries clustered
+    by ``embed``, an :class:`~embedbench.embedding.embedder.Embedder` of one layer)."""
+    if data.sampler is None:
         return "no_duplicates"
-    if sampler != "tas_balanced":
-        raise EmbedbenchError(f"data.sampler={sampler}: expected null or tas_balanced")
-    from embedbench.evaluate import embedder, open_cache
-
-    embed = embedder(encoder, [encoder.n_layers], cfg.encode, open_cache(cfg.eval))
-    queries = embed(list(dataset["anchor"]), "tas-b: clustering queries")[encoder.n_layers].numpy()
-    settings = cfg.data.tas_balanced
-    clusters = query_clusters(queries, settings.clusters, cfg.seed)
+    (layer,) = embed.layers
+    queries = embed(list(dataset["anchor"]), "tas-b: clustering queries")[layer].numpy()
+    settings = data.tas_balanced
+    clusters = query_clusters(queries, settings.clusters, seed)
     labels = dataset["label"] if "label" in dataset.column_names else None
     margins = np.array([row[0] - max(row[1:]) for row in labels]) if labels and isinstance(labels[0], list) else None
-    return partial(TasBalancedBatchSampler, clusters=clusters, bins=margin_bins(margins, len(dataset), int(settings.bins)))
+    return partial(TasBalancedBatchSampler, clusters=clusters, bins=margin_bins(margins, len(dataset), settings.bins))

@@ -3,33 +3,34 @@ row's query against its positive and negatives, scored once by the teacher and s
 
 A teacher is a bi-encoder (cosine of any model name / folder / run folder), a cross-encoder
 (sentence-transformers' CrossEncoder on the pair), BM25 (a lexical teacher, as SPAR distils one)
-or ``grades``: the qrels grades themselves, for list-wise losses on graded judgements. Scores are multiplied by ``scale`` to put them on the student's scale (cosine in [-1, 1]).
+or ``grades``: the qrels grades themselves, for list-wise losses on graded judgements. Scores are multiplied
+by ``scale`` to put them on the student's scale (cosine in [-1, 1]).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
+from dataclasses import asdict
 from pathlib import Path
 
 import torch.nn.functional as F
 
-from embedbench.cache import model_fingerprint, weights_fingerprint
+from embedbench.atomic import atomic_write
+from embedbench.config import EncodeConfig, TeacherConfig
 from embedbench.data.beir import BeirDataset
-from embedbench.encoder import load_encoder, resolve_batch_size, resolve_device, resolve_encoding, resolve_model_path
-from embedbench.errors import EmbedbenchError
+from embedbench.embedding.cache import EmbeddingCache, weights_fingerprint
+from embedbench.embedding.embedder import Embedder
+from embedbench.embedding.encoder import load_encoder, resolve_batch_size, resolve_device
+from embedbench.embedding.sources import resolve_model_path
 
 log = logging.getLogger(__name__)
-KINDS = ("embedder", "cross_encoder", "bm25", "grades")
 
 
-def teacher_scores(ds: BeirDataset, rows: list[dict], teacher_cfg, encode_cfg, cache, store: str,
-                   device: str = "auto") -> list[list[float]]:
+def teacher_scores(ds: BeirDataset, rows: list[dict], teacher_cfg: TeacherConfig, encode_cfg: EncodeConfig,
+                   cache: EmbeddingCache | None, store: str, device: str = "auto") -> list[list[float]]:
     """[teacher(q, positive), teacher(q, negative_1), ...] x scale, one list per row."""
-    kind = teacher_cfg.kind
-    if kind not in KINDS:
-        raise EmbedbenchError(f"data.teacher.kind={kind}: choose one of {', '.join(KINDS)}")
+    kind = str(teacher_cfg.kind)
     scorer, fingerprint = _scorer(kind, teacher_cfg, encode_cfg, cache, device)
     key = hashlib.sha256(f"{kind}|{fingerprint}|{json.dumps(rows)}".encode()).hexdigest()
     path = Path(store) / f"{ds.name}-teacher-{key[:20]}.json"
@@ -38,14 +39,11 @@ def teacher_scores(ds: BeirDataset, rows: list[dict], teacher_cfg, encode_cfg, c
         log.info("teacher scores: read from %s", path)
     else:
         raw = scorer(ds, rows)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(raw))
-        os.replace(tmp, path)
+        with atomic_write(path) as fh:
+            json.dump(raw, fh)
         teacher = f"{kind} {teacher_cfg.model}" if kind in ("embedder", "cross_encoder") else kind
         log.info("teacher scores: %d rows scored by %s, stored in %s", len(rows), teacher, path)
-    scale = float(teacher_cfg.scale)
-    return [[scale * s for s in row] for row in raw]
+    return [[teacher_cfg.scale * s for s in row] for row in raw]
 
 
 def _candidates(row: dict) -> list[str]:
@@ -57,18 +55,17 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
     if kind == "grades":  # no model: the qrels grade of each candidate (unjudged: 0)
         return (lambda ds, rows: [[ds.qrels[r["query"]].get(d, 0) for d in _candidates(r)] for r in rows]), "grades"
     if kind == "bm25":
-        from embedbench.lexical import BM25
+        from embedbench.retrieval.lexical import BM25
 
-        params = {k: teacher_cfg.get(k, v) for k, v in
-                  dict(k1=0.9, b=0.4, method="lucene", stemmer="porter", stopwords="en").items()}
+        retriever = BM25(teacher_cfg.bm25, "data.teacher.bm25")
 
         def bm25(ds, rows):
             doc_ids = list(ds.corpus)
             position = {d: i for i, d in enumerate(doc_ids)}
-            return BM25(**params).pair_scores([ds.doc_text(d) for d in doc_ids], [ds.queries[r["query"]] for r in rows],
-                                              [[position[d] for d in _candidates(r)] for r in rows])
+            return retriever.pair_scores([ds.doc_text(d) for d in doc_ids], [ds.queries[r["query"]] for r in rows],
+                                         [[position[d] for d in _candidates(r)] for r in rows])
 
-        return bm25, json.dumps(params, sort_keys=True)
+        return bm25, json.dumps(asdict(teacher_cfg.bm25), sort_keys=True)
     if kind == "cross_encoder":
         from sentence_transformers import CrossEncoder
 
@@ -84,10 +81,8 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
 
         return cross, weights_fingerprint(model.model)
 
-    from embedbench.evaluate import embedder
-
     encoder = load_encoder(teacher_cfg.model, resolve_device(device))
-    embed = embedder(encoder, [encoder.n_layers], encode_cfg, cache)
+    embed = Embedder(encoder, [encoder.n_layers], encode_cfg, cache)
 
     def cosine(ds, rows):
         qids = list(dict.fromkeys(r["query"] for r in rows))
@@ -97,4 +92,4 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
         q_row, d_row = {i: n for n, i in enumerate(qids)}, {i: n for n, i in enumerate(docs)}
         return [[float(q[q_row[r["query"]]] @ d[d_row[doc]]) for doc in _candidates(r)] for r in rows]
 
-    return cosine, model_fingerprint(encoder, *resolve_encoding(encode_cfg, encoder.device.type))
+    return cosine, embed.fingerprint

@@ -13,11 +13,11 @@ from datasets import Dataset
 
 from embedbench.data.beir import load_corpus, resolve_root
 from embedbench.data.files import data_file
-from embedbench.errors import EmbedbenchError, at
+from embedbench.errors import at
 
 
 def unlabeled_texts(data_cfg) -> list[str]:
-    if data_cfg.get("text_file"):
+    if data_cfg.text_file:
         path = data_file(data_cfg.text_file, f"data.{data_cfg.name}.text_file")
         if not path.is_file():
             raise at(path, None, "file not found")
@@ -25,7 +25,7 @@ def unlabeled_texts(data_cfg) -> list[str]:
         if not texts:
             raise at(path, None, "no text")
         return texts
-    root = resolve_root(data_cfg.name, data_cfg.get("root"), data_cfg.get("url"))
+    root = resolve_root(data_cfg.name, data_cfg.root, data_cfg.url)
     corpus = load_corpus(root / "corpus.jsonl")
     return [f"{doc['title']} {doc['text']}".strip() for doc in corpus.values()]
 
@@ -50,11 +50,8 @@ def self_supervised_pairs(data_cfg, max_examples: int | None, seed: int) -> Data
     texts = texts[:max_examples] if max_examples else texts
     rng = random.Random(seed)
     if data_cfg.format == "mirror":
-        span = int(data_cfg.span)
-        pairs = [(text, masked_span(text, rng, span, data_cfg.mask_token)) for text in texts]
+        pairs = [(text, masked_span(text, rng, data_cfg.span, data_cfg.mask_token)) for text in texts]
     else:
-        lo, hi = float(data_cfg.min_ratio), float(data_cfg.max_ratio)
-        if not 0 < lo <= hi <= 1:
-            raise EmbedbenchError(f"data.min_ratio={lo}, data.max_ratio={hi}: need 0 < min <= max <= 1")
+        lo, hi = data_cfg.min_ratio, data_cfg.max_ratio
         pairs = [(random_crop(text, rng, lo, hi), random_crop(text, rng, lo, hi)) for text in texts]
     return Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})

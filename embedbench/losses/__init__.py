@@ -1,9 +1,11 @@
 """Objectives: functions of view embeddings. ``build_objective`` maps ``loss=`` to one."""
 from __future__ import annotations
 
-from embedbench.errors import EmbedbenchError
+from dataclasses import fields
 from functools import partial
 
+from embedbench.config import LossConfig, ObjectiveConfig
+from embedbench.errors import EmbedbenchError
 from embedbench.losses.cached import CachedViewObjective
 from embedbench.losses.infonce import InfoNCE
 from embedbench.losses.listwise import KLDistill, MarginMSE, ScoreMSE, Wasserstein
@@ -15,21 +17,20 @@ BASE_LOSSES = {"infonce": InfoNCE, "cached_infonce": InfoNCE, "cosent": partial(
                "score_mse": ScoreMSE, "wasserstein": Wasserstein}
 
 
-def build_objective(loss_cfg, encoder, views, objective_cfg=None, seed: int = 0,
+def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig, seed: int = 0,
                     on_nonfinite: str = "stop") -> ViewObjective:
     """``loss=`` is the base; the model's ``objective`` block says which views it covers and how.
-    A ``mini_batch_size`` in the loss config turns on GradCache (``loss=cached_infonce``)."""
-    params = {k: v for k, v in dict(loss_cfg).items() if k != "name"}
-    mini_batch_size = params.pop("mini_batch_size", None)
+    A ``mini_batch_size`` (``loss=cached_infonce``) turns on GradCache."""
+    if loss.name not in BASE_LOSSES:
+        raise EmbedbenchError(f"loss.name={loss.name}: unknown; choose one of {', '.join(sorted(BASE_LOSSES))}")
+    params = {f.name: getattr(loss, f.name) for f in fields(loss) if f.name not in ("name", "mini_batch_size")}
     try:
-        base = BASE_LOSSES[loss_cfg.name](**params)
-    except KeyError:
-        raise EmbedbenchError(f"loss={loss_cfg.name}: unknown; choose one of {sorted(BASE_LOSSES)}") from None
-    except TypeError as exc:
-        raise EmbedbenchError(f"loss={loss_cfg.name}: {exc}") from None
-    objective = dict(objective_cfg or {})
+        base = BASE_LOSSES[loss.name](**params)
+    except TypeError as exc:  # a loss.name pointed at another loss's settings
+        raise EmbedbenchError(f"loss={loss.name}: {exc}") from None
+    mini_batch_size = getattr(loss, "mini_batch_size", None)
     cached = {"mini_batch_size": mini_batch_size} if mini_batch_size else {}
     return (CachedViewObjective if cached else ViewObjective)(
-        encoder, views, base, **cached, sample=objective.get("sample"), sample_dims=objective.get("sample_dims"),
-        align_weight=objective.get("align_weight", 0.0), align_temperature=objective.get("align_temperature", 1.0),
-        on_nonfinite=on_nonfinite, seed=seed)
+        encoder, views, base, **cached, sample=objective.sample, sample_dims=objective.sample_dims,
+        align_weight=objective.align_weight, align_temperature=objective.align_temperature,
+        on_nonfinite=str(on_nonfinite), seed=seed)

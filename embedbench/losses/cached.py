@@ -19,8 +19,6 @@ from embedbench.losses.views import ViewObjective
 class CachedViewObjective(CachedLossMixin, ViewObjective):
     def __init__(self, *args, mini_batch_size: int = 32, **kwargs):
         ViewObjective.__init__(self, *args, **kwargs)
-        if int(mini_batch_size) < 1:
-            raise TypeError(f"mini_batch_size must be >= 1, got {mini_batch_size}")
         self.mini_batch_size = int(mini_batch_size)
         self._active: dict = {}
         self._layers: list[int] = []

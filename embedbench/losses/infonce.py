@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from sentence_transformers.util.distributed import all_gather_with_grad, get_rank
 
 
 class InfoNCE:
+    alignment = "scores"  # what a view is aligned to the full view by: its in-batch score distribution
+
     def __init__(self, temperature: float = 0.05, symmetric: bool = False, gather_across_devices: bool = False):
-        if temperature <= 0:
-            raise TypeError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
         self.symmetric = bool(symmetric)
         self.gather_across_devices = bool(gather_across_devices)

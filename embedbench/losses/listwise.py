@@ -25,6 +25,8 @@ def list_scores(columns: list[torch.Tensor]) -> torch.Tensor:
 
 
 class MarginMSE:
+    alignment = "embeddings"
+
     def __init__(self):
         self.loss = MarginMSELoss(model=None)
 
@@ -36,6 +38,8 @@ class MarginMSE:
 
 
 class KLDistill:
+    alignment = "embeddings"
+
     def __init__(self, temperature: float = 1.0, teacher_temperature: float | None = None):
         self.temperature, self.teacher_temperature = float(temperature), teacher_temperature
         self.loss = DistillKLDivLoss(model=None, temperature=self.temperature, teacher_temperature=teacher_temperature)
@@ -48,6 +52,8 @@ class KLDistill:
 
 
 class ScoreMSE:
+    alignment = "embeddings"
+
     def __call__(self, columns, labels):
         return F.mse_loss(list_scores(columns), labels.to(columns[0].dtype))
 
@@ -74,9 +80,9 @@ def gaussian_w2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class Wasserstein:
+    alignment = "embeddings"
+
     def __init__(self, temperature: float = 0.05, label_temperature: float = 1.0):
-        if temperature <= 0 or label_temperature <= 0:
-            raise TypeError("temperature and label_temperature must be > 0")
         self.temperature, self.label_temperature = float(temperature), float(label_temperature)
 
     def __call__(self, columns, labels):

@@ -10,10 +10,9 @@ class ScoredPairLoss:
     """Ranks every two pairs of the batch by their similarity as their gold scores rank them."""
 
     LOSSES = {"cosent": CoSENTLoss, "angle": AnglELoss}
+    alignment = "embeddings"  # a view is aligned to the last layer at its dim, embedding to embedding
 
     def __init__(self, kind: str, scale: float = 20.0):
-        if scale <= 0:
-            raise TypeError(f"scale must be > 0, got {scale}")
         self.kind, self.scale = kind, float(scale)
         self.loss = self.LOSSES[kind](model=None, scale=self.scale)
 

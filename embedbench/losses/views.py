@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedbench.embedding.views import View, ViewSet, cut
 from embedbench.errors import EmbedbenchError
-from embedbench.views import View, ViewSet, cut
 
 
 class ViewObjective(nn.Module):
@@ -33,15 +33,13 @@ class ViewObjective(nn.Module):
         self.views = views
         self.base = base
         self.weights = dict(views.weights)
-        self.sample = sample
+        self.sample = str(sample) if sample else None
         self.align_weight = float(align_weight)
         self.align_temperature = float(align_temperature)
-        if on_nonfinite not in ("stop", "skip"):
-            raise EmbedbenchError(f"trainer.on_nonfinite={on_nonfinite}: expected stop or skip")
         self.on_nonfinite = on_nonfinite
         self.batches = 0
-        if sample not in (None, "2dmse"):
-            raise EmbedbenchError(f"model.objective.sample={sample}: expected null or 2dmse")
+        if base.alignment not in ("scores", "embeddings"):
+            raise TypeError(f"{type(base).__name__}.alignment={base.alignment!r}: expected scores or embeddings")
         if sample and views.n_layers < 2:
             raise EmbedbenchError("model.objective.sample=2dmse: needs an encoder of at least 2 layers")
         self.sample_dims = [int(d) for d in (sample_dims or [v.dim for v in views.views])]
@@ -92,12 +90,12 @@ class ViewObjective(nn.Module):
 
     def align_target(self, view: View) -> View:
         """The full view for score alignment; the last layer at the view's own dim for embeddings."""
-        if hasattr(self.base, "scores"):
+        if self.base.alignment == "scores":
             return self.views.full
         return View(self.views.n_layers, view.dim)
 
     def alignment(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
-        if hasattr(self.base, "scores"):
+        if self.base.alignment == "scores":
             target = F.softmax(self.base.scores(teacher).detach(), dim=-1)
             return F.kl_div(F.log_softmax(self.base.scores(student), dim=-1), target, reduction="batchmean")
         t = self.align_temperature

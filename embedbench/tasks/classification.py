@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from embedbench.data.files import data_file
+from embedbench.config import ClassificationTaskConfig
 from embedbench.data.tables import LabelledTexts, read_labelled
+from embedbench.embedding.views import cut
 from embedbench.errors import EmbedbenchError
-from embedbench.views import ViewSet, cut
+from embedbench.tasks.base import ScoredModel, TaskBase
 
 
 def undersample(labels: list, n_experiments: int, samples_per_label: int, seed: int) -> list[list[int]]:
@@ -43,8 +45,7 @@ def label_ids(*splits: LabelledTexts) -> dict[str, int]:
 
 
 @dataclass
-class ClassificationTask:
-    name: str
+class ClassificationTask(TaskBase):
     train: LabelledTexts
     test: LabelledTexts
     n_experiments: int = 10
@@ -54,19 +55,15 @@ class ClassificationTask:
     main_metric = "accuracy"
 
     @classmethod
-    def from_config(cls, name, task_cfg, cfg):
-        key = f"eval.tasks.{name}"
-        columns = (task_cfg.get("text_column", "text"), task_cfg.get("label_column", "label"))
-        train = read_labelled(data_file(task_cfg.train, f"{key}.train"), *columns)
-        test = read_labelled(data_file(task_cfg.test, f"{key}.test"), *columns)
+    def load(cls, spec: ClassificationTaskConfig, train_path: Path, test_path: Path) -> ClassificationTask:
+        columns = (spec.text_column, spec.label_column)
+        train, test = read_labelled(train_path, *columns), read_labelled(test_path, *columns)
         unseen = sorted(set(test.labels) - set(train.labels))
         if unseen:
-            raise EmbedbenchError(f"{key}.test: label {unseen[0]!r} never occurs in {task_cfg.train}")
-        return cls(name, train, test, int(task_cfg.get("n_experiments", 10)),
-                   int(task_cfg.get("samples_per_label", 8)), int(task_cfg.get("max_iter", 100)),
-                   int(task_cfg.get("seed", 42)))
+            raise EmbedbenchError(f"{test_path}: label {unseen[0]!r} never occurs in {train_path}")
+        return cls(spec.name, train, test, spec.n_experiments, spec.samples_per_label, spec.max_iter, spec.seed)
 
-    def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
         ids = label_ids(self.train, self.test)
         y_train = np.array([ids[label] for label in self.train.labels])
         y_test = np.array([ids[label] for label in self.test.labels])
@@ -74,9 +71,9 @@ class ClassificationTask:
         rows = sorted(set().union(*picks))  # only texts some experiment trains on are encoded
         position = {row: i for i, row in enumerate(rows)}
         texts = [self.train.texts[r] for r in rows] + self.test.texts
-        pooled = embed(texts, f"{self.name}: {len(rows)} train + {len(self.test.texts)} test texts")
+        pooled = model.embed(texts, f"{self.name}: {len(rows)} train + {len(self.test.texts)} test texts")
         out = {}
-        for view in views.views:
+        for view in model.views.views:
             emb = cut(pooled[view.layer], view.dim).numpy()
             train_emb, test_emb = emb[: len(rows)], emb[len(rows):]
             accuracy, f1 = [], []
@@ -86,7 +83,7 @@ class ClassificationTask:
                 predicted = classifier.predict(test_emb)
                 accuracy.append(accuracy_score(y_test, predicted))
                 f1.append(f1_score(y_test, predicted, average="macro"))
-            suffix = views.name(view)
+            suffix = model.views.name(view)
             out[f"{self.name}/accuracy{suffix}"] = float(np.mean(accuracy))
             out[f"{self.name}/f1{suffix}"] = float(np.mean(f1))
         return out

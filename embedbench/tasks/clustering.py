@@ -14,10 +14,10 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics.cluster import v_measure_score
 
-from embedbench.data.files import data_file
-from embedbench.data.tables import LabelledTexts, read_labelled, read_line_aligned
-from embedbench.errors import EmbedbenchError
-from embedbench.views import ViewSet, cut
+from embedbench.config import ClusteringTaskConfig
+from embedbench.data.tables import LabelledTexts
+from embedbench.embedding.views import cut
+from embedbench.tasks.base import ScoredModel, TaskBase
 
 
 def stratified_sample(data: LabelledTexts, size: int | None, seed: int) -> LabelledTexts:
@@ -34,8 +34,7 @@ def stratified_sample(data: LabelledTexts, size: int | None, seed: int) -> Label
 
 
 @dataclass
-class ClusteringTask:
-    name: str
+class ClusteringTask(TaskBase):
     data: LabelledTexts
     rounds: int = 10
     round_size: int = 16384
@@ -44,30 +43,21 @@ class ClusteringTask:
     main_metric = "v_measure"
 
     @classmethod
-    def from_config(cls, name, task_cfg, cfg):
-        key = f"eval.tasks.{name}"
-        if task_cfg.get("labels"):
-            data = read_line_aligned(data_file(task_cfg.texts, f"{key}.texts"),
-                                     data_file(task_cfg.labels, f"{key}.labels"))
-        elif task_cfg.get("path"):
-            data = read_labelled(data_file(task_cfg.path, f"{key}.path"), task_cfg.get("text_column", "text"),
-                                 task_cfg.get("label_column", "label"))
-        else:
-            raise EmbedbenchError(f"{key}: give path (a labelled table) or texts + labels (line-aligned files)")
-        seed = int(task_cfg.get("seed", 42))
-        return cls(name, stratified_sample(data, task_cfg.get("sample"), seed), int(task_cfg.get("rounds", 10)),
-                   int(task_cfg.get("round_size", 16384)), int(task_cfg.get("kmeans_batch_size", 512)), seed)
+    def load(cls, spec: ClusteringTaskConfig, data: LabelledTexts) -> ClusteringTask:
+        """The task over ``data`` (its texts and labels), sampled as ``spec.sample`` says."""
+        return cls(spec.name, stratified_sample(data, spec.sample, spec.seed), spec.rounds, spec.round_size,
+                   spec.kmeans_batch_size, spec.seed)
 
-    def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
         labels = np.array(self.data.labels)
-        pooled = embed(self.data.texts, f"{self.name}: {len(labels)} texts")
+        pooled = model.embed(self.data.texts, f"{self.name}: {len(labels)} texts")
         draws = random.Random(self.seed)
         rounds = [draws.choices(range(len(labels)), k=self.round_size) for _ in range(self.rounds)]
         kmeans = MiniBatchKMeans(n_clusters=len(set(self.data.labels)), batch_size=self.kmeans_batch_size,
                                  init="k-means++", n_init=1, random_state=self.seed)
         out = {}
-        for view in views.views:
+        for view in model.views.views:
             emb = cut(pooled[view.layer], view.dim).numpy()
             scores = [v_measure_score(labels[idx], kmeans.fit_predict(emb[idx])) for idx in rounds]
-            out[f"{self.name}/v_measure{views.name(view)}"] = float(np.mean(scores))
+            out[f"{self.name}/v_measure{model.views.name(view)}"] = float(np.mean(scores))
         return out

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embedbench.embedding.views import View, cut
 from embedbench.errors import EmbedbenchError
-from embedbench.views import View, ViewSet, cut
+from embedbench.tasks.base import ScoredModel
 
 
 def _mteb():
@@ -55,9 +56,11 @@ class MtebTasks:
     tasks: list
     name: str = "mteb"
     _memo: dict = field(default_factory=dict, repr=False)
+    needs_embeddings = True
+    indexes = ()
 
     @property
-    def main_by_task(self) -> dict[str, str]:
+    def main_scores(self) -> dict[str, str]:
         return {task.metadata.name: "main_score" for task in self.tasks}
 
     @classmethod
@@ -72,18 +75,18 @@ class MtebTasks:
         except (KeyError, ValueError) as err:
             raise EmbedbenchError(f"eval.tasks={list(names)}: {err}") from None
 
-    def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
         mteb = _mteb()
 
         def memo_embed(texts, desc):  # one encoding per text list, shared by every view
             key = hash(tuple(texts))
             if key not in self._memo:
-                self._memo[key] = embed(texts, desc)
+                self._memo[key] = model.embed(texts, desc)
             return self._memo[key]
 
         out = {}
-        for view in views.views:
-            suffix = views.name(view)
+        for view in model.views.views:
+            suffix = model.views.name(view)
             encoder = view_encoder(memo_embed, view, f"view{suffix.replace('/', '_') or '_full'}")
             results = mteb.evaluate(encoder, self.tasks, cache=None, show_progress_bar=False)
             for result in results.task_results:

@@ -1,21 +1,21 @@
-"""BEIR retrieval: exact search per view, trec_eval measures via pytrec_eval (as mteb does)."""
+"""BEIR retrieval: each query's ranking from the model's retriever (every view, exact and through each
+index; or BM25), scored with trec_eval's measures via pytrec_eval, as mteb does."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytrec_eval
 
-from embedbench.data.beir import BeirDataset, load_beir, resolve_root, subsample
+from embedbench.config import IndexConfig, RetrievalTaskConfig
+from embedbench.data.beir import BeirDataset, load_beir, subsample
 from embedbench.errors import EmbedbenchError
-from embedbench.index import IndexSpec, SearchResult, search
-from embedbench.views import ViewSet, cut
+from embedbench.retrieval.base import SearchResult
+from embedbench.tasks.base import Limits, ScoredModel, TaskBase
 
 # our metric name -> trec_eval measure family; mrr is computed on the top-k cut of the run
 TREC_MEASURES = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "recall", "precision_at": "P"}
-RECALL_VS_EXACT = 10  # an index's recall@10 against exact search of the same view
 METRIC = re.compile(r"^(ndcg_at|map_at|recall_at|precision_at|mrr_at)_(\d+)$")
 
 
@@ -50,21 +50,10 @@ def retrieval_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str,
     return results
 
 
-def load_split(name: str, task_cfg, cfg) -> tuple[Path, BeirDataset]:
-    """The BEIR folder ``data=`` names and its evaluation split (or the task's ``split``)."""
-    data = cfg.data
-    # self-supervised formats train on unlabeled text and are scored on their BEIR folder's split
-    if data.get("format", "beir") not in ("beir", "mirror", "cropping"):
-        raise EmbedbenchError(f"data={data.name}: {task_cfg.type} needs a BEIR-format source, not {data.format}")
-    root = resolve_root(data.name, data.get("root"), data.get("url"))
-    return root, load_beir(name, root, task_cfg.get("split") or data.eval_split)
-
-
-def checked_metrics(task_cfg) -> list[str]:
-    metrics = list(task_cfg.metrics)
+def checked_metrics(metrics: list[str]) -> list[str]:
     for metric in metrics:
         parse_metric(metric)
-    return metrics
+    return list(metrics)
 
 
 def metrics_by_view(name: str, qrels, run, metrics: list[str], suffix: str) -> dict[str, float]:
@@ -72,51 +61,33 @@ def metrics_by_view(name: str, qrels, run, metrics: list[str], suffix: str) -> d
 
 
 @dataclass
-class RetrievalTask:
-    name: str
+class RetrievalTask(TaskBase):
     dataset: BeirDataset
     metrics: list[str]
-    indexes: tuple[IndexSpec, ...] = ()  # scored beside exact search, per view (index=)
+    indexes: tuple[IndexConfig, ...] = ()  # scored beside exact search, per view (index=)
     ignore_identical_ids: bool = False  # drop a doc whose id is the query's (sets where queries sit in the corpus)
+    needs_embeddings = False
 
     @property
     def main_metric(self) -> str:
         return self.metrics[0]
 
     @classmethod
-    def from_config(cls, name, task_cfg, cfg):
-        _, dataset = load_split(name, task_cfg, cfg)
-        dataset = subsample(dataset, cfg.eval.get("max_queries"), cfg.eval.get("max_docs"), cfg.seed)
-        indexes = tuple(IndexSpec.from_config(key, spec) for key, spec in (cfg.get("index") or {}).items())
-        return cls(name, dataset, checked_metrics(task_cfg), indexes, bool(task_cfg.get("ignore_identical_ids", False)))
+    def load(cls, spec: RetrievalTaskConfig, root: Path, split: str, limits: Limits = Limits(),
+             indexes: tuple[IndexConfig, ...] = ()) -> RetrievalTask:
+        dataset = subsample(load_beir(spec.name, root, split), limits.max_queries, limits.max_docs, limits.seed)
+        return cls(spec.name, dataset, checked_metrics(spec.metrics), tuple(indexes), spec.ignore_identical_ids)
 
-    def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
-        qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
-        texts = [self.dataset.queries[q] for q in qids] + [self.dataset.doc_text(d) for d in doc_ids]
-        pooled = embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
-        k = max(max(parse_metric(m)[1] for m in self.metrics), RECALL_VS_EXACT) + int(self.ignore_identical_ids)
-        out: dict[str, float] = {}
-        for view in views.views:
-            emb = cut(pooled[view.layer], view.dim).numpy()
-            docs, queries = emb[len(qids):], emb[: len(qids)]
-            exact = search(docs, queries, k)
-            out.update(self._scores(qids, doc_ids, exact, views.name(view)))
-            for spec in self.indexes:
-                if spec.funnel_dim and spec.funnel_dim >= view.dim:
-                    continue  # a funnel only shortlists at a dim below the view's
-                found = search(docs, queries, k, spec)
-                suffix = views.name(view, spec.name)
-                out.update(self._scores(qids, doc_ids, found, suffix))
-                out[f"{self.name}/recall_vs_exact_at_{RECALL_VS_EXACT}{suffix}"] = overlap(found.ids, exact.ids)
-        return out
-
-    def evaluate_lexical(self, retriever) -> dict[str, float]:
-        """Scores of a lexical retriever (BM25) searching the raw texts; named like the full view."""
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
         qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
         k = max(parse_metric(m)[1] for m in self.metrics) + int(self.ignore_identical_ids)
-        found = retriever.search([self.dataset.doc_text(d) for d in doc_ids],
-                                 [self.dataset.queries[q] for q in qids], k)
-        return self._scores(qids, doc_ids, found, "")
+        found = model.retriever(self.indexes).retrieve(
+            [self.dataset.queries[q] for q in qids], [self.dataset.doc_text(d) for d in doc_ids], k,
+            f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
+        out: dict[str, float] = {}
+        for suffix, result in found.items():
+            out.update(self._scores(qids, doc_ids, result, suffix))
+        return out
 
     def _scores(self, qids, doc_ids, found: SearchResult, suffix: str) -> dict[str, float]:
         run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i)
@@ -128,9 +99,6 @@ class RetrievalTask:
         out[f"{self.name}/bytes_per_vec{suffix}"] = found.bytes_per_vec
         if found.flops_per_query is not None:
             out[f"{self.name}/flops_per_query{suffix}"] = found.flops_per_query
+        if found.recall_vs_exact is not None:
+            out[f"{self.name}/recall_vs_exact_at_10{suffix}"] = found.recall_vs_exact
         return out
-
-
-def overlap(found: np.ndarray, exact: np.ndarray, k: int = RECALL_VS_EXACT) -> float:
-    """Mean fraction of the exact top-k that the index also returns in its top-k."""
-    return float(np.mean([len(set(f[:k]) & set(e[:k]) - {-1}) / k for f, e in zip(found, exact)]))

@@ -2,34 +2,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from embedbench.data.files import data_file
 from embedbench.data.sts import ScoredPairs, read_sts
-from embedbench.views import ViewSet, cut
+from embedbench.embedding.views import cut
+from embedbench.tasks.base import ScoredModel, TaskBase
 
 
 @dataclass
-class STSTask:
-    name: str
+class STSTask(TaskBase):
     pairs: ScoredPairs
     main_metric = "spearman"
 
     @classmethod
-    def from_config(cls, name, task_cfg, cfg):
-        pairs = read_sts(data_file(task_cfg.path, f"eval.tasks.{name}.path"))
-        limit = cfg.eval.get("max_pairs")
-        if limit:
-            pairs = ScoredPairs(pairs.sentences1[:limit], pairs.sentences2[:limit], pairs.scores[:limit])
+    def load(cls, name: str, path: Path, max_pairs: int | None = None, min_score: float = 0.0,
+             max_score: float = 5.0) -> STSTask:
+        pairs = read_sts(path, min_score, max_score)
+        if max_pairs:
+            pairs = ScoredPairs(pairs.sentences1[:max_pairs], pairs.sentences2[:max_pairs], pairs.scores[:max_pairs])
         return cls(name, pairs)
 
-    def evaluate(self, embed, views: ViewSet) -> dict[str, float]:
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
         n = len(self.pairs.scores)
-        pooled = embed(self.pairs.sentences1 + self.pairs.sentences2, f"{self.name}: {n} pairs")
+        pooled = model.embed(self.pairs.sentences1 + self.pairs.sentences2, f"{self.name}: {n} pairs")
         out = {}
-        for view in views.views:
+        for view in model.views.views:
             emb = cut(pooled[view.layer], view.dim)
             cosine = (emb[:n] * emb[n:]).sum(-1).numpy()
-            out[f"{self.name}/spearman{views.name(view)}"] = float(spearmanr(cosine, self.pairs.scores).statistic)
+            spearman = spearmanr(cosine, self.pairs.scores).statistic
+            out[f"{self.name}/spearman{model.views.name(view)}"] = float(spearman)
         return out

@@ -1,0 +1,450 @@
+"""Config schemas: every setting's type, closed choices and default, in one place.
+
+The dataclasses below are registered in Hydra's ConfigStore and merged under the YAMLs of ``conf/``,
+so a mistyped number, an unknown choice or an unknown key fails at composition; checks that span
+several settings live in ``__post_init__``. :mod:`embedbench.composition` turns a composed config into
+these objects. Nothing here imports torch: a config error is reported before any slow import.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List
+
+from omegaconf import MISSING, OmegaConf
+
+from embedbench.errors import EmbedbenchError
+
+
+class Choice(str, Enum):
+    """A closed choice that reads and compares as its string (``Precision.bf16 == "bf16"``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class Job(Choice):
+    train = "train"
+    eval = "eval"
+
+
+class Precision(Choice):
+    auto = "auto"  # bf16 on CUDA, fp32 (the reference) elsewhere
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Backend(Choice):
+    auto = "auto"  # OpenVINO for bf16 on CPU, torch otherwise
+    torch = "torch"
+    openvino = "openvino"
+
+
+class ModelKind(Choice):
+    encoder = "encoder"
+    lexical = "lexical"
+
+
+class DataFormat(Choice):
+    beir = "beir"
+    scored_pairs = "scored_pairs"
+    graded_lists = "graded_lists"
+    mirror = "mirror"
+    cropping = "cropping"
+
+
+class Negatives(Choice):
+    mined = "mined"
+
+
+class TeacherKind(Choice):
+    embedder = "embedder"
+    cross_encoder = "cross_encoder"
+    bm25 = "bm25"
+    grades = "grades"
+
+
+class Sampler(Choice):
+    tas_balanced = "tas_balanced"
+
+
+Sample = Choice("Sample", [("2dmse", "2dmse")])
+
+
+class OnNonfinite(Choice):
+    stop = "stop"
+    skip = "skip"
+
+
+Bm25Method = Choice("Bm25Method", [(m, m) for m in ("robertson", "lucene", "atire", "bm25l", "bm25+")])
+
+
+# ---------------------------------------------------------------------------------------------------- model
+@dataclass
+class ViewsConfig:
+    layers: Any = None  # null: the last layer; `all`: every layer; or a list of 1-based layers
+    dims: List[int] | None = None  # null: full width; or leading-coordinate cuts
+    pairs: List[List[int]] | None = None  # a fixed list of [layer, dim] (Starbucks), instead of layers x dims
+    weights: List[float] | None = None  # one per declared view in the objective; null: all 1
+
+    def __post_init__(self) -> None:
+        if not (self.layers is None or self.layers == "all" or isinstance(self.layers, list)):
+            raise EmbedbenchError(f"model.views.layers={self.layers}: expected null, all or a list of layers")
+
+
+@dataclass
+class ObjectiveConfig:
+    sample: Sample | None = None  # null: every declared view at every step; 2dmse: one layer and dim per step
+    sample_dims: List[int] | None = None
+    align_weight: float = 0.0  # KL of each smaller view to the full one (Starbucks, 2DMSE)
+    align_temperature: float = 1.0  # embedding alignment (cosent, angle): softmax temperature over coordinates
+
+
+@dataclass
+class BM25Config:
+    """Pyserini's BEIR "flat" settings: title and text in one field, Lucene's BM25 and English stop words."""
+
+    k1: float = 0.9
+    b: float = 0.4
+    method: Bm25Method = Bm25Method["lucene"]
+    stemmer: str | None = "porter"  # any PyStemmer algorithm, or null
+    stopwords: str | None = "en"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    kind: ModelKind = ModelKind.encoder
+    name_or_path: str = "default"  # the embedded all-MiniLM-L6-v2, a hub name, a folder or a run folder
+    max_seq_length: int | None = None  # null: the model's own
+    trust_remote_code: bool = False
+    layer: int | None = None  # model=separate: the depth trained alone
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical
+
+
+# ----------------------------------------------------------------------------------------------------- data
+@dataclass
+class MiningConfig:
+    model: str = "default"  # the miner: a model name, folder or run folder
+    count: int = 1  # hard negatives per (query, positive)
+    ranks: List[int] = field(default_factory=lambda: [3, 100])  # the rank band drawn from (0-based, end excluded)
+    margin: float = 0.95  # only candidates scoring under margin x the positive (NV-Retriever's TopK-PercPos)
+    shard_docs: int = 100_000  # the corpus is encoded and searched in shards: memory bounded by one shard
+    store: str = "outputs/mined"  # mined sets and teacher scores, reused by runs with the same inputs
+
+    def __post_init__(self) -> None:
+        if len(self.ranks) != 2 or not 0 <= self.ranks[0] < self.ranks[1] or not 1 <= self.count <= (
+                self.ranks[1] - self.ranks[0]):
+            raise EmbedbenchError(f"data.mining: ranks {list(self.ranks)} must be [lo, hi] with 0 <= lo < hi "
+                                  f"holding at least count={self.count}")
+
+
+@dataclass
+class TeacherConfig:
+    kind: TeacherKind | None = None  # null: none
+    model: str = "default"  # embedder / cross_encoder: a model name, folder or run folder
+    scale: float = 1.0  # multiplies the teacher's scores (to the student's cosine scale)
+    bm25: BM25Config = field(default_factory=BM25Config)  # kind=bm25
+
+
+@dataclass
+class TasBalancedConfig:
+    clusters: int = 32  # k-means clusters of the training queries
+    bins: int = 10  # teacher-margin bins each batch is balanced over
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # metric prefix of the retrieval task scored on it
+    format: DataFormat = DataFormat.beir
+    root: str | None = None  # a BEIR folder; null: $EMBEDBENCH_DATA/beir/<name>, else `url` (cached)
+    url: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    negatives: Negatives | None = None  # null: in-batch negatives only
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # needs negatives=mined
+    sampler: Sampler | None = None  # null: shuffled, no duplicate texts in a batch
+    tas_balanced: TasBalancedConfig = field(default_factory=TasBalancedConfig)
+    train: str | None = None  # scored_pairs / graded_lists: the training file
+    max_score: float = 5.0  # scored_pairs: gold scores are divided by it
+    list_size: int = 8  # graded_lists: candidates per list
+    text_file: str | None = None  # mirror / cropping: one text per line; null: the BEIR corpus
+    span: int = 5  # mirror: words masked
+    mask_token: str = "[MASK]"
+    min_ratio: float = 0.1  # cropping: each crop keeps min_ratio..max_ratio of the words
+    max_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.teacher.kind and self.negatives != Negatives.mined:
+            raise EmbedbenchError("data.teacher scores a candidate list: set data.negatives=mined as well")
+        if not 0 < self.min_ratio <= self.max_ratio <= 1:
+            raise EmbedbenchError(f"data.min_ratio={self.min_ratio}, data.max_ratio={self.max_ratio}: "
+                                  "need 0 < min <= max <= 1")
+
+
+# ----------------------------------------------------------------------------------------------------- eval
+@dataclass
+class TaskConfig:
+    type: str = MISSING
+    name: str | None = None  # metric prefix; null: the task's key
+
+
+
+@dataclass
+class RetrievalTaskConfig(TaskConfig):
+    type: str = "retrieval"
+    metrics: List[str] = field(default_factory=lambda: ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"])
+    root: str | None = None  # a BEIR folder of its own; null: the one data= names
+    split: str | None = None  # null: data.eval_split
+    ignore_identical_ids: bool = False  # drop a document whose id is the query's (queries inside the corpus)
+
+
+@dataclass
+class RerankingTaskConfig(TaskConfig):
+    type: str = "reranking"
+    candidates: str = MISSING  # query-id <tab> corpus-id per line; relative to the BEIR folder, or absolute
+    metrics: List[str] = field(default_factory=lambda: ["map_at_1000", "mrr_at_10"])
+    root: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class STSTaskConfig(TaskConfig):
+    type: str = "sts"
+    path: str = MISSING  # STS Benchmark layout; absolute, or relative to $EMBEDBENCH_DATA
+    min_score: float = 0.0
+    max_score: float = 5.0
+
+
+@dataclass
+class ClassificationTaskConfig(TaskConfig):
+    type: str = "classification"
+    train: str = MISSING
+    test: str = MISSING
+    text_column: str = "text"
+    label_column: str = "label"
+    n_experiments: int = 10  # mteb's v1 protocol
+    samples_per_label: int = 8
+    max_iter: int = 100
+    seed: int = 42  # the task's own seed: training seeds never change the protocol
+
+
+@dataclass
+class ClusteringTaskConfig(TaskConfig):
+    type: str = "clustering"
+    path: str | None = None  # a labelled table; or texts + labels, line-aligned files
+    texts: str | None = None
+    labels: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    sample: int | None = None  # a label-stratified sample of this many texts (mteb's fast protocol)
+    rounds: int = 10
+    round_size: int = 16384
+    kmeans_batch_size: int = 512
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not self.path and not (self.texts and self.labels):
+            raise EmbedbenchError("give path (a labelled table) or texts + labels (line-aligned files)")
+
+
+@dataclass
+class PairClassificationTaskConfig(TaskConfig):
+    type: str = "pair_classification"
+    path: str = MISSING
+    text1_column: str = "sentence1"
+    text2_column: str = "sentence2"
+    label_column: str = "label"
+
+
+TASK_SCHEMAS = {schema.type: schema for schema in (
+    RetrievalTaskConfig, RerankingTaskConfig, STSTaskConfig, ClassificationTaskConfig, ClusteringTaskConfig,
+    PairClassificationTaskConfig)}
+
+
+@dataclass
+class EvalConfig:
+    tasks: Any = None  # key -> task (typed by its `type`); or a list of mteb task names
+    suite: str | None = None  # log <suite>/average: the mean of every task's main score, per view
+    grid: Any = None  # also score a layer x dim grid: `full`, or {layers: [...], dims: [...]}
+    cache: bool = True  # reuse embeddings of the same weights and texts (false: always encode)
+    cache_dir: str = "outputs/cache"
+    cache_max_gb: float = 5.0  # least recently used entries are dropped beyond this
+    max_queries: int | None = None  # retrieval: a random subset of queries, with all their judged documents
+    max_docs: int | None = None  # retrieval: the corpus filled up to this many documents
+    max_pairs: int | None = None  # sts: the first N pairs
+
+    def __post_init__(self) -> None:
+        grid = self.grid
+        if not (grid is None or grid == "full" or (isinstance(grid, dict) and set(grid) <= {"layers", "dims"})):
+            raise EmbedbenchError(f"eval.grid={grid}: expected full, or {{layers: [...], dims: [...]}}")
+
+
+@dataclass
+class IndexConfig:
+    """One index beside exact search (``index=``); FAISS factory strings get {dim}, {nlist}, {m}, {nbits}."""
+
+    factory: str = "Flat"
+    params: str = ""  # FAISS ParameterSpace settings, e.g. "nprobe=16" or "efSearch=128"
+    binary: bool = False  # sign bits in a binary index, Hamming distance
+    rescore: int = 0  # >0: fetch rescore x k by Hamming, keep the k best by float query . bits
+    rescore_float: bool = False  # rescore against the float document vectors instead
+    funnel_dim: int = 0  # >0: shortlist at this prefix dim, rerank at the view's dim
+    shortlist: int = 0  # funnel shortlist size
+    m_dims: int = 4  # PQ: dims per sub-quantizer, {m} = dim // m_dims
+    train_sample: int = 0  # >0: train IVF centroids / PQ codebooks on this many random documents
+    name: str = ""  # the key in index=, filled in by load()
+
+    def __post_init__(self) -> None:
+        if self.funnel_dim and self.shortlist <= 0:
+            raise EmbedbenchError(f"index.{self.name}: a funnel needs shortlist > 0")
+
+
+@dataclass
+class EncodeConfig:
+    batch_size: Any = "auto"  # full-length texts per batch (shorter texts fill the same token budget), or auto
+    precision: Precision = Precision.auto
+    backend: Backend = Backend.auto
+    devices: Any = "auto"  # shard encoding over devices: auto (every visible GPU on a CUDA run) or a list
+
+    def __post_init__(self) -> None:
+        if self.batch_size != "auto" and not (type(self.batch_size) is int and self.batch_size > 0):
+            raise EmbedbenchError(f"encode.batch_size={self.batch_size}: expected a positive integer or auto")
+        if self.devices != "auto" and not isinstance(self.devices, list):
+            raise EmbedbenchError(f"encode.devices={self.devices}: expected auto or a list such as [cuda:0, cuda:1]")
+
+
+@dataclass
+class LoggerConfig:
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    artifact_location: str | None = "outputs/mlartifacts"  # for new experiments in a local store
+    experiment: str = "embedbench"
+    log_model: bool = True  # copy the trained model into the run's artifacts
+    param_max_len: int = 500  # longer values are cut in params; the whole config is an artifact
+
+
+# ---------------------------------------------------------------------------------------------------- train
+@dataclass
+class TrainerConfig:
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 stops early
+    batch_size: int = 32
+    lr: float = 2.0e-5
+    warmup: float = 0.1  # < 1: a fraction of the steps; >= 1: a number of steps
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    bf16: Any = "auto"  # auto: on CUDA only; or true / false
+    log_every: int = 5
+    save_every: int = 200
+    max_examples: int | None = None  # train on the first N examples only
+    on_nonfinite: OnNonfinite = OnNonfinite.stop  # a NaN/inf loss: stop naming the batch, or skip the batch
+    resume: str | None = None  # a killed run's folder: continue from its last checkpoint
+
+    def __post_init__(self) -> None:
+        if self.bf16 not in ("auto", True, False):
+            raise EmbedbenchError(f"trainer.bf16={self.bf16}: expected auto, true or false")
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+
+
+def _positive(**values: float) -> None:
+    for key, value in values.items():
+        if value is not None and value <= 0:
+            raise EmbedbenchError(f"loss.{key}={value}: must be > 0")
+
+
+@dataclass
+class InfoNCEConfig(LossConfig):
+    temperature: float = 0.05  # = MNRL's scale 20
+    symmetric: bool = False  # also score documents against queries
+    gather_across_devices: bool = False  # under DDP: every rank's candidates are negatives for all queries
+    mini_batch_size: int | None = None  # GradCache: embed the batch in mini-batches of this size
+
+    def __post_init__(self) -> None:
+        _positive(temperature=self.temperature, mini_batch_size=self.mini_batch_size)
+
+
+@dataclass
+class ScoredPairLossConfig(LossConfig):
+    scale: float = 20.0
+
+    def __post_init__(self) -> None:
+        _positive(scale=self.scale)
+
+
+@dataclass
+class KLDistillConfig(LossConfig):
+    temperature: float = 0.05  # student (cosine) scores / temperature
+    teacher_temperature: float = 1.0  # teacher scores (after data.teacher.scale) / teacher_temperature
+
+    def __post_init__(self) -> None:
+        _positive(temperature=self.temperature, teacher_temperature=self.teacher_temperature)
+
+
+@dataclass
+class WassersteinConfig(LossConfig):
+    temperature: float = 0.05
+    label_temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(temperature=self.temperature, label_temperature=self.label_temperature)
+
+
+LOSS_SCHEMAS = {"infonce": InfoNCEConfig, "scored_pair": ScoredPairLossConfig, "kl_distill": KLDistillConfig,
+                "wasserstein": WassersteinConfig, "plain": LossConfig}
+
+
+# ---------------------------------------------------------------------------------------------------- roots
+@dataclass
+class RunConfig:
+    job: Job = MISSING
+    seed: int = 42
+    device: str = "auto"  # auto (cuda when present, else cpu), cpu, cuda, cuda:N
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    index: Dict[str, IndexConfig] = field(default_factory=dict)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise EmbedbenchError(f"device={self.device}: expected auto, cpu, mps, cuda or cuda:N")
+
+
+@dataclass
+class TrainRunConfig(RunConfig):
+    loss: Any = None  # typed by its option's schema (conf/loss/*.yaml name one of LOSS_SCHEMAS)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def _folder_or(root: str | None, default: str) -> str:
+    return Path(str(root)).expanduser().name if root not in (None, "None", "") else default
+
+
+def register() -> None:
+    """Put the schemas where the YAMLs' defaults lists find them (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="eval_schema", node=RunConfig)
+    store.store(name="train_schema", node=TrainRunConfig)
+    for name, schema in LOSS_SCHEMAS.items():
+        store.store(group="schema/loss", name=name, node=schema)
+    for name, schema in TASK_SCHEMAS.items():  # eval YAMLs: `- /schema/task/sts@tasks.stsb`
+        store.store(group="schema/task", name=name, node=schema)
+    # `name: ${folder_or:${.root},scifact}`: a run pointed at another folder is named after it
+    OmegaConf.register_new_resolver("folder_or", _folder_or, replace=True)
+
+
+register()

@@ -1,0 +1,100 @@
+"""On-disk embedding cache: the same weights, pooling, length and texts are never encoded twice.
+
+An entry holds one layer's pooled (un-normalised) embeddings, so any dim, index or metric
+can be computed from it. Keys hash everything that changes the numbers: the weights
+themselves (not their path), the pooling head, max length, precision, layer and the texts.
+Writes go to a temporary file renamed into place, so parallel jobs never read a torn entry;
+the folder is trimmed to a size bound, oldest-used first.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embedbench.atomic import atomic_write
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def texts_fingerprint(texts: list[str]) -> str:
+    digest = hashlib.sha256(str(len(texts)).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def model_fingerprint(encoder, precision: str, backend: str = "torch") -> str:
+    """Weights, pooling head, max length, precision and runtime: all that changes a text's embedding."""
+    parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision,
+             backend]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def open_cache(eval_cfg) -> EmbeddingCache | None:
+    """The cache ``eval.cache`` asks for (``eval.cache_dir``, bounded by ``eval.cache_max_gb``), or None."""
+    if not eval_cfg.cache:
+        return None
+    return EmbeddingCache(Path(eval_cfg.cache_dir), float(eval_cfg.cache_max_gb) * 2**30)
+
+
+class EmbeddingCache:
+    def __init__(self, root: Path, max_bytes: int):
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, model_key: str, texts_key: str, layer: int) -> Path:
+        key = hashlib.sha256(f"{model_key}|{texts_key}|{layer}".encode()).hexdigest()
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get(self, model_key: str, texts: list[str], layers: list[int]) -> dict[int, torch.Tensor] | None:
+        """Every requested layer, or None when any is missing (then one pass encodes them all)."""
+        texts_key = texts_fingerprint(texts)
+        paths = {layer: self._path(model_key, texts_key, layer) for layer in layers}
+        if not all(p.is_file() for p in paths.values()):
+            self.misses += 1
+            return None
+        loaded = {}
+        for layer, path in paths.items():
+            try:
+                loaded[layer] = torch.from_numpy(np.load(path))
+            except (OSError, ValueError):  # trimmed or corrupted meanwhile: encode afresh
+                self.misses += 1
+                return None
+            os.utime(path)  # recently used: trimmed last
+        self.hits += 1
+        return loaded
+
+    def put(self, model_key: str, texts: list[str], pooled: dict[int, torch.Tensor]) -> None:
+        texts_key = texts_fingerprint(texts)
+        for layer, tensor in pooled.items():
+            with atomic_write(self._path(model_key, texts_key, layer), "wb") as fh:
+                np.save(fh, tensor.numpy())
+        self.trim()
+
+    def trim(self) -> None:
+        entries = []
+        for path in self.root.glob("*/*.npy"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed by a parallel job
+                continue
+            entries.append((stat.st_mtime, stat.st_size, path))  # get() touches what it reads
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size

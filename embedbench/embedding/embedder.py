@@ -1,0 +1,55 @@
+"""The one entry to encoding: ``embed(texts, desc) -> {layer: pooled embeddings}``.
+
+Jobs and data preparation (mining, teachers, samplers) all encode through an :class:`Embedder`, so
+every caller gets the same precision, runtime, device pool and cache.
+"""
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+import torch
+
+from embedbench.embedding.cache import EmbeddingCache, model_fingerprint
+from embedbench.embedding.encoder import LayerEncoder, resolve_batch_size, resolve_encoding
+from embedbench.embedding.pool import EncoderPool, resolve_devices
+
+log = logging.getLogger(__name__)
+
+
+class Embedder:
+    """Pooled (un-normalised) float32 embeddings of ``layers`` for any list of texts: one encoding pass, or
+    the cache's copy. The runtime (or the pool of device workers) is built at the first miss and reused
+    for every later list, so an eval converts or copies the weights once."""
+
+    def __init__(self, encoder: LayerEncoder, layers: list[int], encode, cache: EmbeddingCache | None = None):
+        self.encoder, self.layers, self.cache = encoder, list(layers), cache
+        self.precision, self.backend = resolve_encoding(encode, encoder.device.type)
+        self.batch_size = resolve_batch_size(encode.batch_size, encoder.device.type)
+        self.devices = resolve_devices(encode.devices, encoder.device.type)
+        self._engine = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What the embeddings depend on: weights, pooling head, max length, precision and runtime."""
+        return model_fingerprint(self.encoder, self.precision, self.backend)
+
+    def __call__(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
+        pooled = self.cache.get(self.fingerprint, texts, self.layers) if self.cache else None
+        if pooled is None:
+            pooled = self._encode(texts, desc)
+            if self.cache:
+                self.cache.put(self.fingerprint, texts, pooled)
+        return pooled
+
+    def _encode(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
+        if len(self.devices) > 1:
+            self._engine = self._engine or EncoderPool(self.encoder, self.devices, self.precision, self.backend,
+                                                       self.batch_size)
+            return self._engine.encode(texts, self.layers, desc)
+        self._engine = self._engine or self.encoder.runtime(self.precision, self.backend)
+        return self.encoder.encode(texts, self.layers, self.batch_size, desc=desc, runtime=self._engine)
+
+    def log_stats(self) -> None:
+        if self.cache:
+            log.info("embedding cache: %d hits, %d misses", self.cache.hits, self.cache.misses)

@@ -1,0 +1,210 @@
+"""Model loading and the one-pass, all-layer encoder.
+
+One transformer forward with ``output_hidden_states=True`` yields every
+layer; each requested layer goes through the model's own pooling head (the
+sentence-transformers modules after the transformer, minus Normalize, since
+views re-normalise after cutting). Training losses and evaluation both call
+:meth:`LayerEncoder.pooled`, so the two can never disagree about a view.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, torch_runtime
+from embedbench.embedding.sources import resolve_model_path
+from embedbench.errors import EmbedbenchError
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EmbedbenchError(f"device={name}: CUDA is not available on this machine")
+    return name
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` is bf16 on CUDA and fp32 elsewhere (fp32 is the reference on CPU)."""
+    if precision == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    return str(precision)
+
+
+def resolve_batch_size(batch_size, device: str) -> int:
+    """``auto``: 16 full-length texts per batch on CPU, where a 4k-token batch's activations stay in cache
+    (docs/results/encoding.md compares it with 32), and 128 on CUDA, where large batches fill the GPU."""
+    if batch_size == "auto":
+        return 128 if device.startswith("cuda") else 16
+    return int(batch_size)
+
+
+def resolve_encoding(encode, device: str) -> tuple[str, str]:
+    """(precision, backend) that an ``encode`` config means on ``device``."""
+    precision = resolve_precision(encode.precision, device)
+    return precision, resolve_backend(str(encode.backend), precision, device)
+
+
+def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False):
+    from sentence_transformers import SentenceTransformer
+
+    path, local = resolve_model_path(str(name_or_path))
+    if local:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # local weights must never trigger a hub lookup
+    try:
+        # safetensors only: a pickled checkpoint can run code when loaded
+        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code,
+                                    model_kwargs={"use_safetensors": True})
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
+    if max_seq_length:
+        model.max_seq_length = int(max_seq_length)
+    return model
+
+
+def load_encoder(name_or_path: str, device: str, max_seq_length: int | None = None,
+                 trust_remote_code: bool = False) -> LayerEncoder:
+    """:func:`load_model` wrapped in a :class:`LayerEncoder` that knows where its weights came from."""
+    model = load_model(name_or_path, device, max_seq_length, trust_remote_code)
+    return LayerEncoder(model, resolve_model_path(str(name_or_path))[0])
+
+
+def _weights_state(model: torch.nn.Module) -> tuple:
+    # every in-place update (optimiser steps, load_state_dict) bumps a tensor's version counter
+    return tuple((id(tensor), tensor._version) for tensor in model.state_dict(keep_vars=True).values())
+
+
+class LayerEncoder:
+    """Pooled sentence embeddings of any set of layers from one forward pass.
+
+    ``source``: the folder (or hub name) the model's weights were loaded from, if any.
+    """
+
+    def __init__(self, model, source: str | None = None):
+        from sentence_transformers.base.modules import Normalize
+
+        self.model = model
+        self.saved_to(source)
+        self.transformer = model[0]
+        self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
+        forward_params = set(inspect.signature(self.transformer.model.forward).parameters)
+        self._input_names = {"input_ids", "attention_mask", "token_type_ids"} & forward_params
+
+    def saved_to(self, folder: str | None) -> None:
+        """Record that ``folder`` holds the weights as they are now."""
+        self._source = (folder, _weights_state(self.model) if folder else None)
+
+    @property
+    def weights_folder(self) -> str | None:
+        """Where to load exactly these weights from (worker processes do), or None once they have changed."""
+        folder, state = self._source
+        return folder if folder and state == _weights_state(self.model) else None
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.transformer.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.transformer.get_embedding_dimension())
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
+        """{layer: pooled (un-normalised) embedding} for tokenised ``features``, with gradients.
+
+        ``through``: the module to run, when it is not the bare model: training passes the trainer's
+        (DDP-)wrapped model, whose forward is what synchronises gradients across ranks.
+        """
+        if through is None:
+            return self.pool(self.runtime("fp32", "torch")(features), features, layers)
+        config = self.transformer.model.config
+        config.output_hidden_states = True  # sentence-transformers then returns all_layer_embeddings
+        try:
+            hidden = through(dict(features))["all_layer_embeddings"]
+        finally:
+            config.output_hidden_states = False
+        return self.pool(hidden, features, layers)
+
+    def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False) -> Runtime:
+        """What maps tokenised features to every layer's hidden states for encoding (embedbench/runtimes.py).
+
+        Build it once per set of texts to encode: the bf16 and OpenVINO ones copy or convert the weights
+        as they are now, so a runtime made before a training step does not see that step.
+        """
+        backend = resolve_backend(backend, precision, self.device.type)
+        model = self.transformer.model
+        if backend == "openvino":
+            # two lengths, so the traced example batch is padded
+            example = self.model.preprocess(["padding", "an example long enough to need the padding"])
+            return OpenVinoRuntime(model, self._input_names, example, precision, profile)
+        return torch_runtime(model, self._input_names, torch.bfloat16 if precision == "bf16" else None)
+
+    def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
+        result = {}
+        for layer in layers:
+            # pool in fp32 whatever precision the transformer ran in
+            head_features = {"token_embeddings": hidden[layer].float(), "attention_mask": features["attention_mask"]}
+            for head in self.heads:
+                head_features = head(head_features)
+            result[layer] = head_features["sentence_embedding"]
+        return result
+
+    def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
+        """Tokens per text after truncation: what a batch really costs."""
+        tokenizer, limit = self.model.tokenizer, self.model.max_seq_length
+        lengths = []
+        for start in range(0, len(texts), chunk):
+            ids = tokenizer(texts[start:start + chunk], truncation=True, max_length=limit,
+                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            lengths.extend(map(len, ids))
+        return np.asarray(lengths, dtype=np.int64)
+
+    def batches(self, texts: list[str], batch_size: int, max_batch: int = 1024,
+                lengths: np.ndarray | None = None) -> list[np.ndarray]:
+        """Index batches in decreasing token length, each holding about ``batch_size`` full-length texts.
+
+        Sorting by tokens (not characters) keeps padding near zero; the token budget lets short texts
+        (queries, STS sentences) travel in large batches instead of many small, slow matmuls.
+        """
+        lengths = self.token_lengths(texts) if lengths is None else lengths
+        order = np.argsort(-lengths, kind="stable")
+        budget = batch_size * int(self.model.max_seq_length)
+        batches, start = [], 0
+        while start < len(order):
+            longest = max(int(lengths[order[start]]), 1)  # sorted: the first text is the longest
+            size = min(max(batch_size, budget // longest), max_batch)
+            batches.append(order[start:start + size])
+            start += size
+        return batches
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], layers: list[int], batch_size: int = 16, precision: str = "fp32",
+               desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None,
+               lengths: np.ndarray | None = None) -> dict[int, torch.Tensor]:
+        """{layer: float32 CPU tensor [len(texts), hidden]}, rows in input order.
+
+        ``runtime``: one from :meth:`runtime`, to reuse across calls (else one is built for this call).
+        ``lengths``: the texts' :meth:`token_lengths`, when the caller has them already."""
+        self.model.eval()
+        runtime = runtime or self.runtime(precision, backend)
+        result = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
+        batches = self.batches(texts, batch_size, lengths=lengths)
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=len(batches) < 2) as progress:
+            for index in batches:
+                features = self.model.preprocess([texts[i] for i in index])
+                features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                pooled = self.pool(runtime(features), features, layers)
+                rows = torch.from_numpy(index)
+                for layer in layers:
+                    result[layer][rows] = pooled[layer].float().cpu()
+                progress.update(len(index))
+        return result

@@ -1,0 +1,110 @@
+"""What runs the transformer when encoding: features in, every layer's hidden states out.
+
+Three runtimes, chosen by ``encode.precision`` and ``encode.backend`` (speeds: docs/results/encoding.md):
+
+* ``torch`` fp32: the model itself, the bit-for-bit reference.
+* ``torch`` bf16: a bf16 copy of the weights. Faster than autocast on both CPU and CUDA (no cast of
+  every weight and activation at every op) while the pooling heads still run in fp32.
+* ``openvino`` (CPU): the model converted and compiled by OpenVINO: fused kernels and packed bf16 GEMMs.
+
+Each returns the tuple the transformer's ``hidden_states`` would be (embeddings, then each layer), so
+the all-layer grid stays one pass whichever runs.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+from embedbench.errors import EmbedbenchError
+
+Runtime = Callable[[dict], Sequence[torch.Tensor]]
+
+
+def resolve_backend(backend: str, precision: str, device: str) -> str:
+    """``auto`` is OpenVINO for bf16 on CPU and torch otherwise (fp32 on torch is the reference)."""
+    if backend == "auto":
+        return "openvino" if precision == "bf16" and device == "cpu" else "torch"
+    if backend == "openvino" and device != "cpu":
+        raise EmbedbenchError(f"encode.backend=openvino runs on the CPU only, not device={device}; "
+                              "use encode.backend=torch there")
+    return backend
+
+
+def torch_runtime(model: torch.nn.Module, input_names: set[str], dtype: torch.dtype | None = None) -> Runtime:
+    """``model`` itself, or a copy of it in ``dtype`` (which leaves the model, and training, untouched)."""
+    if dtype is not None and dtype != next(model.parameters()).dtype:
+        model = cast_copy(model, dtype)
+
+    def hidden_states(features: dict) -> Sequence[torch.Tensor]:
+        inputs = {name: features[name] for name in input_names if name in features}
+        return model(**inputs, output_hidden_states=True, return_dict=True).hidden_states
+
+    return hidden_states
+
+
+def cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A copy of ``module`` with floating weights in ``dtype``, made without a full-precision copy first
+    (deepcopy takes the already-cast tensors from its memo), so a bf16 copy costs half the model's memory."""
+    memo = {}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.is_floating_point() and id(tensor) not in memo:
+            cast = tensor.detach().to(dtype)
+            memo[id(tensor)] = torch.nn.Parameter(cast, requires_grad=False) \
+                if isinstance(tensor, torch.nn.Parameter) else cast
+    return copy.deepcopy(module, memo).eval()
+
+
+class _AllLayers(torch.nn.Module):
+    """Positional inputs in, the hidden-states tuple out: the signature a converter can trace."""
+
+    def __init__(self, model: torch.nn.Module, input_names: list[str]):
+        super().__init__()
+        self.model, self.input_names = model, input_names
+
+    def forward(self, *tensors):
+        inputs = dict(zip(self.input_names, tensors))
+        return self.model(**inputs, output_hidden_states=True, return_dict=True).hidden_states
+
+
+class OpenVinoRuntime:
+    """``model`` converted once to OpenVINO (dynamic batch and length) and compiled for the CPU.
+
+    ``example``: tokenised features of two texts of different lengths, so tracing runs the padded path
+    (a precaution: transformers 5 keeps the mask when traced either way, tests/test_runtimes.py checks
+    padded batches). Threads follow torch's
+    setting, so processes that share a machine (DDP, joblib sweeps) do not oversubscribe it.
+    The tensors returned share the runtime's output buffers: consume them before the next call.
+    ``profile``: keep OpenVINO's per-node timings of the last call in ``request.profiling_info``.
+    """
+
+    def __init__(self, model: torch.nn.Module, input_names: set[str], example: dict, precision: str,
+                 profile: bool = False):
+        import openvino as ov
+        from transformers.utils import logging as hf_logging
+
+        self.names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
+                      if name in input_names and name in example]
+        wrapped = _AllLayers(model, self.names).eval()
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # tracing touches attributes (loss_type) that only warn
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings about Python branches on shapes
+                converted = ov.convert_model(wrapped, example_input=tuple(example[n].cpu() for n in self.names),
+                                             input=[ov.PartialShape([-1, -1])] * len(self.names))
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        self.compiled = ov.Core().compile_model(converted, "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "PERF_COUNT": profile,
+        })
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, features: dict) -> Sequence[torch.Tensor]:
+        outputs = self.request.infer([features[name].numpy() for name in self.names], share_outputs=True)
+        return [torch.from_numpy(outputs[port]) for port in self.compiled.outputs]

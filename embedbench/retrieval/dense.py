@@ -1,0 +1,41 @@
+"""An encoder's views as a retriever: texts encoded once, every view searched exactly and through each
+index of ``index=``."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from embedbench.config import IndexConfig
+from embedbench.embedding.views import ViewSet, cut
+from embedbench.retrieval.base import SearchResult
+from embedbench.retrieval.index import search
+
+RECALL_VS_EXACT = 10  # an index's recall@10 against exact search of the same view
+
+
+class DenseRetriever:
+    def __init__(self, embed: Callable, views: ViewSet, indexes: Sequence[IndexConfig] = ()):
+        self.embed, self.views, self.indexes = embed, views, tuple(indexes)
+
+    def retrieve(self, queries: list[str], docs: list[str], k: int, desc: str) -> dict[str, SearchResult]:
+        pooled = self.embed(queries + docs, desc)
+        depth = max(k, RECALL_VS_EXACT)
+        results = {}
+        for view in self.views.views:
+            emb = cut(pooled[view.layer], view.dim).numpy()
+            doc_emb, query_emb = emb[len(queries):], emb[: len(queries)]
+            exact = search(doc_emb, query_emb, depth)
+            results[self.views.name(view)] = exact
+            for spec in self.indexes:
+                if spec.funnel_dim and spec.funnel_dim >= view.dim:
+                    continue  # a funnel only shortlists at a dim below the view's
+                found = search(doc_emb, query_emb, depth, spec)
+                found.recall_vs_exact = overlap(found.ids, exact.ids)
+                results[self.views.name(view, spec.name)] = found
+        return results
+
+
+def overlap(found: np.ndarray, exact: np.ndarray, k: int = RECALL_VS_EXACT) -> float:
+    """Mean fraction of the exact top-k that the index also returns in its top-k."""
+    return float(np.mean([len(set(f[:k]) & set(e[:k]) - {-1}) / k for f, e in zip(found, exact)]))

@@ -1,0 +1,71 @@
+"""The task interface: what every evaluation task declares, and the model it scores.
+
+A task reads and checks its data when it is built (before any training), never encodes on its own,
+and scores every view of the model from one encoding pass: it asks ``model.embed`` for the pooled
+layers of its texts (or ``model.retriever`` for rankings) and cuts each view from them.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import torch
+
+from embedbench.config import IndexConfig
+from embedbench.embedding.views import ViewSet
+from embedbench.retrieval.base import Retriever
+
+
+class ScoredModel(Protocol):
+    """What tasks score: an encoder's views, or a retriever without embeddings (BM25: ``views`` is None)."""
+
+    views: ViewSet | None
+
+    def embed(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
+        """Pooled (un-normalised) embeddings of every layer the views read, rows in input order."""
+        ...
+
+    def retriever(self, indexes: Sequence[IndexConfig]) -> Retriever: ...
+
+
+class Task(Protocol):
+    name: str
+    needs_embeddings: bool  # False: any retriever can score it (BM25 too)
+    indexes: tuple[IndexConfig, ...]  # searched beside exact search, per view
+
+    @property
+    def main_scores(self) -> dict[str, str]:
+        """Metric prefix -> main metric, for each result the task reports (the mteb adapter reports several)."""
+        ...
+
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
+        """``<name>/<metric><view suffix>`` for every view of the model."""
+        ...
+
+
+@dataclass
+class TaskBase:
+    """Defaults for tasks that report one main metric under their own name and need embeddings."""
+
+    name: str
+    main_metric: ClassVar[str] = ""
+    needs_embeddings: ClassVar[bool] = True
+
+    @property
+    def indexes(self) -> tuple[IndexConfig, ...]:
+        return ()
+
+    @property
+    def main_scores(self) -> dict[str, str]:
+        return {self.name: self.main_metric}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A slice of a task's data (``eval.max_*``), drawn with ``seed``; None: all of it."""
+
+    max_queries: int | None = None
+    max_docs: int | None = None
+    max_pairs: int | None = None
+    seed: int = 42

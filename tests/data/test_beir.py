@@ -1,0 +1,107 @@
+"""The BEIR reader: real files, and the ways real files go wrong."""
+import json
+
+import pytest
+
+from embedbench.data.beir import load_beir, load_qrels, resolve_root, subsample
+from embedbench.errors import EmbedbenchError
+from tests.helpers import SCIFACT, beir_folder, needs_data
+
+
+@needs_data
+def test_real_scifact_counts_and_crlf_qrels():
+    ds = load_beir("scifact", SCIFACT, "test")
+    assert len(ds.corpus) == 5183 and len(ds.queries) == 300
+    assert sum(len(d) for d in ds.qrels.values()) == 339
+    assert all("\r" not in doc for docs in ds.qrels.values() for doc in docs)
+
+
+@needs_data
+def test_doc_text_joins_title_and_body_like_mteb():
+    ds = load_beir("scifact", SCIFACT, "test")
+    doc_id = next(iter(ds.corpus))
+    assert ds.doc_text(doc_id) == f"{ds.corpus[doc_id]['title']} {ds.corpus[doc_id]['text']}".strip()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return beir_folder(tmp_path / "tiny", {"d1": {"title": "T", "text": "one"}, "d2": {"title": "", "text": "two"}},
+                      {"q1": "query"}, {"q1": {"d1": 1}})
+
+
+def test_crlf_everywhere_is_read(tiny):
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        path = tiny / name
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    ds = load_beir("tiny", tiny, "test")
+    assert ds.qrels == {"q1": {"d1": 1}} and ds.doc_text("d2") == "two"
+
+
+def test_broken_json_line_is_named(tiny):
+    with open(tiny / "corpus.jsonl", "a") as fh:
+        fh.write('{"_id": "d3", "text": \n')
+    with pytest.raises(EmbedbenchError, match=r"corpus\.jsonl:3: not valid JSON"):
+        load_beir("tiny", tiny, "test")
+
+
+def test_missing_file_is_named(tiny):
+    (tiny / "queries.jsonl").unlink()
+    with pytest.raises(EmbedbenchError, match=r"queries\.jsonl: file not found"):
+        load_beir("tiny", tiny, "test")
+
+
+def test_missing_split_is_named(tiny):
+    with pytest.raises(EmbedbenchError, match=r"qrels/dev\.tsv: file not found"):
+        load_beir("tiny", tiny, "dev")
+
+
+def test_qrels_naming_unknown_doc_gives_line(tiny):
+    with open(tiny / "qrels" / "test.tsv", "a") as fh:
+        fh.write("q1\tnope\t1\n")
+    with pytest.raises(EmbedbenchError, match=r"test\.tsv:3: document 'nope' is not in corpus\.jsonl"):
+        load_beir("tiny", tiny, "test")
+
+
+def test_qrels_naming_unknown_query_gives_line(tiny):
+    with open(tiny / "qrels" / "test.tsv", "a") as fh:
+        fh.write("q9\td1\t1\n")
+    with pytest.raises(EmbedbenchError, match=r"test\.tsv:3: query 'q9'"):
+        load_beir("tiny", tiny, "test")
+
+
+def test_empty_corpus_and_missing_field(tmp_path):
+    folder = beir_folder(tmp_path / "e", {}, {"q1": "x"}, {"q1": {"d1": 1}})
+    with pytest.raises(EmbedbenchError, match="corpus is empty"):
+        load_beir("e", folder, "test")
+    (folder / "corpus.jsonl").write_text(json.dumps({"_id": "d1"}) + "\n")
+    with pytest.raises(EmbedbenchError, match=r"corpus\.jsonl:1: missing field 'text'"):
+        load_beir("e", folder, "test")
+
+
+def test_qrels_bad_score(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
+    with pytest.raises(EmbedbenchError, match=r"q\.tsv:2: score 'high' is not a number"):
+        load_qrels(path)
+
+
+@needs_data
+def test_subsample_keeps_every_judged_doc():
+    ds = load_beir("scifact", SCIFACT, "test")
+    small = subsample(ds, 10, 50, seed=3)
+    assert len(small.queries) == 10 and len(small.corpus) == 50
+    assert all(d in small.corpus for docs in small.qrels.values() for d in docs)
+    assert subsample(ds, 10, 50, seed=3).qrels == small.qrels  # seeded
+
+
+def test_offline_without_data_says_what_to_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMBEDBENCH_DATA", raising=False)
+    monkeypatch.setenv("EMBEDBENCH_CACHE", str(tmp_path))
+    with pytest.raises(EmbedbenchError, match="set data.root=<folder> or EMBEDBENCH_DATA"):
+        resolve_root("nosuchset", None, "http://127.0.0.1:9/nosuchset.zip")
+    assert not any(tmp_path.rglob("*.part"))  # nothing half-written left behind
+
+
+def test_data_root_that_does_not_exist():
+    with pytest.raises(EmbedbenchError, match="data.root=/no/such: no such folder"):
+        resolve_root("scifact", "/no/such")

@@ -1,0 +1,45 @@
+"""The embedding cache: hits, misses, invalidation by weights/texts/precision, atomic entries, size bound."""
+import torch
+
+from embedbench.embedding.cache import EmbeddingCache, model_fingerprint, texts_fingerprint
+
+TEXTS = ["a first sentence", "a second, longer sentence about caching"]
+
+
+def test_miss_then_hit_returns_the_stored_layers(tmp_path):
+    cache = EmbeddingCache(tmp_path, 1 << 30)
+    pooled = {3: torch.randn(2, 8), 6: torch.randn(2, 8)}
+    assert cache.get("m", TEXTS, [3, 6]) is None
+    cache.put("m", TEXTS, pooled)
+    hit = cache.get("m", TEXTS, [3, 6])
+    assert hit is not None and all(torch.equal(hit[k], pooled[k]) for k in pooled)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert cache.get("m", TEXTS, [1, 6]) is None  # a layer never encoded: miss
+    assert cache.get("other-model", TEXTS, [6]) is None
+    assert cache.get("m", TEXTS[:1], [6]) is None
+
+
+def test_no_temporary_files_left_and_size_bound_holds(tmp_path):
+    entry = 2 * 8 * 4 + 128  # two rows of 8 float32 plus the .npy header
+    cache = EmbeddingCache(tmp_path, 3 * entry)
+    for i in range(6):
+        cache.put(f"m{i}", TEXTS, {6: torch.randn(2, 8)})
+    files = list(tmp_path.rglob("*"))
+    assert not [f for f in files if f.name.endswith(".tmp")]
+    assert sum(f.stat().st_size for f in files if f.is_file()) <= 3 * entry
+    assert cache.get("m5", TEXTS, [6]) is not None  # the newest survive
+    assert cache.get("m0", TEXTS, [6]) is None
+
+
+def test_fingerprints_change_with_weights_precision_and_texts(encoder):
+    before = model_fingerprint(encoder, "fp32")
+    assert before == model_fingerprint(encoder, "fp32")
+    assert before != model_fingerprint(encoder, "bf16")
+    weight = encoder.model[0].model.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        weight[0, 0] += 1.0
+        try:
+            assert model_fingerprint(encoder, "fp32") != before
+        finally:
+            weight[0, 0] -= 1.0
+    assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])

@@ -1,0 +1,58 @@
+"""The one-pass, all-layer encoder against sentence-transformers and a direct computation."""
+import torch
+import torch.nn.functional as F
+
+from embedbench.embedding.views import cut
+
+TEXTS = ["A girl is styling her hair.", "Microstructural development of human newborn cerebral white matter.",
+         "short", "A group of men play soccer on the beach while the tide comes in slowly."]
+
+
+def test_last_layer_equals_sentence_transformers_encode(minilm, encoder):
+    reference = minilm.encode(TEXTS, convert_to_tensor=True)
+    pooled = encoder.encode(TEXTS, [6], batch_size=3)[6]
+    assert torch.allclose(cut(pooled, 384), reference, atol=1e-5)
+
+
+def test_dim_cut_equals_sentence_transformers_truncate_dim(minilm, encoder):
+    reference = F.normalize(minilm.encode(TEXTS, convert_to_tensor=True, truncate_dim=64), dim=-1)
+    pooled = encoder.encode(TEXTS, [6])[6]
+    assert torch.allclose(cut(pooled, 64), reference, atol=1e-5)
+
+
+def test_inner_layer_is_masked_mean_of_that_hidden_state(minilm, encoder):
+    features = minilm.preprocess(TEXTS)
+    with torch.no_grad():
+        out = minilm[0].model(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
+                              token_type_ids=features["token_type_ids"], output_hidden_states=True)
+    mask = features["attention_mask"].unsqueeze(-1).float()
+    direct = (out.hidden_states[3] * mask).sum(1) / mask.sum(1)
+    pooled = encoder.encode(TEXTS, [3, 6])
+    assert torch.allclose(pooled[3], direct, atol=1e-5)
+    assert not torch.allclose(pooled[3], pooled[6], atol=1e-2)
+
+
+def test_encode_returns_rows_in_input_order(encoder):
+    forward = encoder.encode(TEXTS, [6], batch_size=2)[6]
+    backward = encoder.encode(TEXTS[::-1], [6], batch_size=2)[6]
+    assert torch.allclose(forward, backward.flip(0), atol=1e-5)
+
+
+def test_bf16_encoding_stays_close_to_fp32(encoder):
+    fp32 = cut(encoder.encode(TEXTS, [6])[6], 384)
+    bf16 = cut(encoder.encode(TEXTS, [6], precision="bf16")[6], 384)
+    assert F.cosine_similarity(fp32, bf16).min() > 0.999
+    assert not torch.equal(fp32, bf16)  # it really ran in another precision
+
+
+def test_batches_cover_every_text_once_longest_first_with_a_token_budget(encoder):
+    texts = ["word " * n for n in (3, 300, 40, 1, 120, 7)] * 20
+    batches = encoder.batches(texts, batch_size=4)
+    flat = [int(i) for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(texts)))
+    lengths = encoder.token_lengths(texts)
+    assert all(lengths[a] >= lengths[b] for a, b in zip(flat, flat[1:]))
+    budget = 4 * encoder.model.max_seq_length
+    assert all(len(b) <= max(4, budget // lengths[b[0]]) for b in batches)
+    assert len(batches[-1]) > 4  # the shortest texts share one big batch
+

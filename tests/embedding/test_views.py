@@ -1,0 +1,62 @@
+"""Views: names, order, weights, grids and the re-normalised cut."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embedbench.config import ViewsConfig
+from embedbench.embedding.views import View, build_views, cut, with_grid
+from embedbench.errors import EmbedbenchError
+
+
+def test_view_names_and_order():
+    views = build_views(ViewsConfig(layers=[3, 6], dims=[64, 384]), 6, 384)
+    assert views.views[0] == View(6, 384)
+    assert [views.name(v) for v in views.views] == ["", "/d64", "/l3_d384", "/l3_d64"]
+    assert views.layers == [3, 6]
+
+
+def test_full_view_always_scored_but_only_declared_views_weighted():
+    views = build_views(ViewsConfig(dims=[64, 32], weights=[2, 1]), 6, 384)
+    assert View(6, 384) in views.views
+    assert dict(views.weights) == {View(6, 64): 2.0, View(6, 32): 1.0}
+
+
+def test_pairs_and_all_layers():
+    assert len(build_views(ViewsConfig(layers="all", dims=[32, 384]), 6, 384).views) == 12
+    pairs = build_views(ViewsConfig(pairs=[[1, 32], [6, 384]]), 6, 384)
+    assert set(pairs.views) == {View(1, 32), View(6, 384)}
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"dims": [512]}, "dim 512 is outside 1..384"),
+    ({"layers": [7]}, "layer 7 is outside the encoder's 1..6 layers"),
+    ({"layers": [0]}, "layer 0 is outside"),
+    ({"dims": [64, 32], "weights": [1]}, "1 weight"),
+])
+def test_bad_views_are_refused(spec, message):
+    with pytest.raises(EmbedbenchError, match=message):
+        build_views(ViewsConfig(**spec), 6, 384)
+
+
+def test_cut_renormalises():
+    x = torch.randn(4, 384)
+    assert torch.allclose(cut(x, 32).norm(dim=-1), torch.ones(4))
+    assert torch.allclose(cut(x, 32), F.normalize(x[:, :32], dim=-1))
+
+
+def test_full_grid_on_a_plain_model_is_every_layer_times_the_dim_ladder():
+    plain = build_views(ViewsConfig(), 6, 384)
+    grid = with_grid(plain, "full")
+    assert len(grid.views) == 30
+    assert {v.dim for v in grid.views} == {384, 256, 128, 64, 32}
+    assert "/l3_d128" in {grid.name(v) for v in grid.views}
+    assert grid.weights == plain.weights  # the objective never sees eval-only views
+
+
+def test_grid_uses_the_models_dims_and_checks_bounds():
+
+    mrl = build_views(ViewsConfig(dims=[384, 64]), 6, 384)
+    assert {v.dim for v in with_grid(mrl, "full").views} == {384, 64}
+    assert with_grid(mrl, None) is mrl
+    with pytest.raises(EmbedbenchError, match="eval.grid: layer 9"):
+        with_grid(mrl, {"layers": [9]})

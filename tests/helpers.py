@@ -1,0 +1,81 @@
+"""What tests share besides fixtures: where the data is, the CLI as a user runs it, tiny BEIR folders, and
+an encoder's views as the model tasks score."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from embedbench.data.beir import BeirDataset, write_beir
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EMBEDBENCH_DATA") or REPO.parent / "shared" / "data")
+SCIFACT = DATA / "beir" / "scifact"
+needs_data = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(),
+                                reason=f"the shared data sets are not at {DATA} (set EMBEDBENCH_DATA)")
+
+
+def beir_folder(folder: Path, corpus: dict, queries: dict, qrels: dict, split: str = "test") -> Path:
+    """A BEIR folder with the given content (corpus: id -> {title, text})."""
+    return write_beir(folder, BeirDataset(folder.name, corpus, queries, qrels), split)
+
+
+def scored(encoder, views=None, batch_size: int = 16):
+    """``encoder``'s views (default: the full view) as tasks score them, fp32 as mteb encodes, no cache."""
+    from embedbench.config import EncodeConfig, ViewsConfig
+    from embedbench.embedding.embedder import Embedder
+    from embedbench.embedding.views import build_views
+    from embedbench.models import EncoderModel
+
+    views = views or build_views(ViewsConfig(), encoder.n_layers, encoder.hidden_size)
+    return EncoderModel(Embedder(encoder, views.layers, EncodeConfig(batch_size=batch_size, precision="fp32")), views)
+
+
+def mlflow_runs(cwd: Path, experiment: str = "embedbench") -> list:
+    """The runs of the local store under ``cwd``, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"]) if found else []
+
+
+def results_files(cwd: Path) -> list[Path]:
+    """Every results.json of single runs and sweeps under ``cwd``."""
+    return sorted(p for sub in ("runs", "multirun") for p in (cwd / "outputs" / sub).rglob("results.json"))
+
+
+def run_cli(*args, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "embedbench", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"embedbench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_main(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """The CLI's ``main`` in this process, reported as :func:`run_cli` reports a child's: the same code
+    path (Hydra, checks, MLflow) without paying the imports again."""
+    from embedbench import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, here = sys.argv, os.getcwd()
+    sys.argv = ["embedbench", *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    if check and code != 0:
+        raise AssertionError(f"embedbench {' '.join(args)} exited {code}:\n{err.getvalue()[-3000:]}")
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -1,0 +1,52 @@
+"""The eval job through the CLI: embeddings cached across runs, scores named after the data folder, BM25."""
+import json
+
+import pytest
+
+from tests.helpers import results_files, run_main
+
+pytestmark = pytest.mark.slow
+
+SLICE = ["eval.max_pairs=60", "encode.batch_size=16"]
+
+
+def test_second_identical_eval_reads_the_cache(tmp_path, scifact_slice):
+    args = ["eval", f"data.root={scifact_slice}", *SLICE]
+    run_main(*args, cwd=tmp_path)
+    run_main(*args, cwd=tmp_path)
+    first, second = (json.loads(p.read_text())["metrics"] for p in results_files(tmp_path))
+    quality = {k: v for k, v in first.items() if not k.endswith(("_s", "_qps"))}
+    assert quality == {k: second[k] for k in quality}
+    logs = sorted((tmp_path / "outputs" / "runs").rglob("eval.log"))
+    assert "embedding cache: 0 hits, 2 misses" in logs[0].read_text()
+    assert "embedding cache: 2 hits, 0 misses" in logs[1].read_text()
+    run_main(*args, "eval.cache=false", cwd=tmp_path)
+    assert "embedding cache" not in sorted((tmp_path / "outputs" / "runs").rglob("eval.log"))[2].read_text()
+
+
+def test_scores_are_named_after_the_data_folder_and_several_folders_share_one_run(tmp_path, scifact_slice):
+    import shutil
+
+    from tests.helpers import mlflow_runs
+
+    cranfield = shutil.copytree(scifact_slice, tmp_path / "cranfield")
+    run_main("eval", "eval=beir", f"data.root={cranfield}", "eval.max_queries=6", cwd=tmp_path)
+    [alone] = results_files(tmp_path)
+    metrics = json.loads(alone.read_text())["metrics"]
+    assert "cranfield/ndcg_at_10" in metrics and not any(k.startswith("scifact/") for k in metrics)
+    assert mlflow_runs(tmp_path)[0].data.params["data.name"] == "cranfield"
+
+    run_main("eval", "eval=beir", f"data.root={scifact_slice}", f"+eval.tasks.cran.root={cranfield}",
+            "+eval.tasks.cran.type=retrieval", "eval.suite=both", "eval.max_queries=6", cwd=tmp_path)
+    [together] = [p for p in results_files(tmp_path) if p != alone]
+    both = json.loads(together.read_text())["metrics"]
+    assert both["cran/ndcg_at_10"] == pytest.approx(metrics["cranfield/ndcg_at_10"], abs=1e-9)
+    assert both["both/average"] == pytest.approx((both["scifact/ndcg_at_10"] + both["cran/ndcg_at_10"]) / 2)
+
+
+def test_bm25_is_scored_through_the_same_retrieval_task(tmp_path, scifact_slice):
+    run_main("eval", "model=bm25", "eval=beir", f"data.root={scifact_slice}", cwd=tmp_path)
+    metrics = json.loads(results_files(tmp_path)[0].read_text())["metrics"]
+    assert 0 < metrics["scifact/ndcg_at_10"] <= 1 and not any("/d" in k for k in metrics)
+    refused = run_main("eval", "model=bm25", "eval=sts", cwd=tmp_path, check=False)
+    assert refused.returncode != 0 and "model=bm25 has no embeddings" in refused.stderr

@@ -1,0 +1,27 @@
+"""BM25 as a retriever: Pyserini's "flat" score on SciFact, and its settings."""
+import pytest
+
+from embedbench.config import BM25Config
+from embedbench.data.beir import load_beir
+from embedbench.errors import EmbedbenchError
+from embedbench.models import LexicalModel
+from embedbench.retrieval.lexical import BM25
+from embedbench.tasks.retrieval import RetrievalTask
+from tests.helpers import SCIFACT, needs_data
+
+
+@needs_data
+def test_bm25_on_scifact_is_pyserini_flat_within_001():
+    task = RetrievalTask("scifact", load_beir("scifact", SCIFACT, "test"), ["ndcg_at_10", "recall_at_100"])
+    scores = task.evaluate(LexicalModel(BM25(BM25Config()), "bm25"))
+    assert scores["scifact/ndcg_at_10"] == pytest.approx(0.6789, abs=0.01)  # Pyserini BEIR flat index
+    assert scores["scifact/bytes_per_vec"] > 0
+
+
+def test_bm25_settings_change_the_ranking_and_bad_stemmer_is_refused():
+    docs = ["running shoes for marathon runners", "the run of the season", "cooking pasta at home"]
+    stemmed = BM25(BM25Config()).retrieve(["runs"], docs, 3)[""].ids[0]
+    unstemmed = BM25(BM25Config(stemmer=None)).retrieve(["runs"], docs, 3)[""]
+    assert set(stemmed[:2]) == {0, 1} and (unstemmed.scores[0] == 0).all()  # "runs" matches only via stems
+    with pytest.raises(EmbedbenchError, match="model.bm25.stemmer=klingon"):
+        BM25(BM25Config(stemmer="klingon"))

@@ -1,0 +1,45 @@
+"""Reranking: equal to mteb's on real candidates; candidates-file errors name the line."""
+import random
+
+import pytest
+
+from embedbench import mteb_reference
+from embedbench.data.beir import load_beir, load_candidates, subsample
+from embedbench.errors import EmbedbenchError
+from embedbench.tasks.reranking import RerankingTask
+from tests.helpers import SCIFACT, needs_data, scored
+
+pytestmark = needs_data
+
+
+def _candidates(ds, per_query: int, seed: int) -> dict[str, list[str]]:
+    """Each query's judged docs hidden among random others, in shuffled order."""
+    rng = random.Random(seed)
+    docs = sorted(ds.corpus)
+    out = {}
+    for qid, judged in ds.qrels.items():
+        shortlist = list(judged) + rng.sample([d for d in docs if d not in judged], per_query)
+        rng.shuffle(shortlist)
+        out[qid] = shortlist
+    return out
+
+
+def test_reranking_equals_mteb_on_scifact_candidates(minilm, encoder):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    candidates = _candidates(ds, 12, seed=3)
+    reference = mteb_reference.scores(minilm, mteb_reference.retrieval_task(ds, candidates))
+    ours = RerankingTask("rerank", ds, candidates, ["map_at_1000", "mrr_at_10"]).evaluate(scored(encoder))
+    assert ours["rerank/map_at_1000"] == pytest.approx(reference["map_at_1000"], abs=5e-5)
+    assert ours["rerank/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)
+
+
+def test_candidates_file_errors_name_the_line(tmp_path):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 2, 20, seed=1)
+    q1, q2 = sorted(ds.qrels)
+    path = tmp_path / "candidates.tsv"
+    path.write_text(f"query-id\tcorpus-id\n{q1}\t{next(iter(ds.corpus))}\n{q2}\tnot-a-doc\n")
+    with pytest.raises(EmbedbenchError, match=r"candidates\.tsv:3: document 'not-a-doc' is not in corpus"):
+        load_candidates(path, ds)
+    path.write_text(f"{q1}\t{next(iter(ds.corpus))}\n")
+    with pytest.raises(EmbedbenchError, match=rf"1 judged queries have no candidates, e.g. '{q2}'"):
+        load_candidates(path, ds)

@@ -1,0 +1,76 @@
+"""Retrieval scores: by hand on tiny examples, equal to mteb's on a real slice, one metric set per view
+and index variant."""
+import math
+
+import pytest
+
+from embedbench import mteb_reference
+from embedbench.config import IndexConfig, ViewsConfig
+from embedbench.data.beir import BeirDataset, load_beir, subsample
+from embedbench.embedding.views import build_views
+from embedbench.errors import EmbedbenchError
+from embedbench.plots import index_pareto
+from embedbench.tasks.retrieval import RetrievalTask, retrieval_metrics
+from tests.helpers import SCIFACT, needs_data, scored
+
+QRELS = {"q1": {"d1": 1, "d3": 1}, "q2": {"d2": 2}}
+RUN = {"q1": {"d1": 0.9, "d2": 0.8, "d3": 0.7}, "q2": {"d1": 0.9, "d2": 0.5}}
+
+
+def test_hand_computed_example():
+    m = retrieval_metrics(QRELS, RUN, ["ndcg_at_10", "mrr_at_10", "mrr_at_1", "recall_at_2", "map_at_100"])
+    ndcg_q1 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    ndcg_q2 = (2 / math.log2(3)) / 2  # trec_eval gains are the grades themselves
+    assert m["ndcg_at_10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2, abs=1e-9)
+    assert m["mrr_at_10"] == pytest.approx(0.75)
+    assert m["mrr_at_1"] == pytest.approx(0.5)
+    assert m["recall_at_2"] == pytest.approx(0.75)
+    assert m["map_at_100"] == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2)
+
+
+def test_mrr_breaks_ties_by_doc_id_descending_like_trec_eval():
+    m = retrieval_metrics({"q": {"a": 1}}, {"q": {"a": 0.5, "b": 0.5}}, ["mrr_at_10", "mrr_at_1"])
+    assert m == {"mrr_at_10": 0.5, "mrr_at_1": 0.0}
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(EmbedbenchError, match="'ndcg10'"):
+        retrieval_metrics(QRELS, RUN, ["ndcg10"])
+
+
+@needs_data
+def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 25, 250, seed=7)
+    reference = mteb_reference.scores(minilm, mteb_reference.retrieval_task(ds))
+    metrics = ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"]
+    ours = RetrievalTask("scifact", ds, metrics).evaluate(scored(encoder))
+    for metric in metrics:
+        assert ours[f"scifact/{metric}"] == pytest.approx(reference[metric], abs=5e-5), metric
+
+
+def test_ignore_identical_ids_drops_the_query_itself(encoder):
+    corpus = {"a": {"title": "", "text": "the cat sat on the mat"}, "b": {"title": "", "text": "a cat on a mat"},
+              "c": {"title": "", "text": "stock markets fell sharply"}}
+    ds = BeirDataset("dup", corpus, {"a": "the cat sat on the mat"}, {"a": {"b": 1}})
+    model = scored(encoder)
+    kept = RetrievalTask("dup", ds, ["mrr_at_10"]).evaluate(model)
+    dropped = RetrievalTask("dup", ds, ["mrr_at_10"], ignore_identical_ids=True).evaluate(model)
+    assert (kept["dup/mrr_at_10"], dropped["dup/mrr_at_10"]) == (0.5, 1.0)
+
+
+def test_every_view_and_index_variant_gets_its_metrics(encoder, tmp_path):
+    corpus = {f"d{i}": {"title": "", "text": t} for i, t in enumerate(
+        ["cats purr", "dogs bark", "stocks fell", "rain tomorrow", "a kitten sleeps", "bond yields rose"] * 3)}
+    ds = BeirDataset("toy", corpus, {"q1": "sleepy cat", "q2": "market news"}, {"q1": {"d4": 1}, "q2": {"d2": 1}})
+    views = build_views(ViewsConfig(dims=[384, 64]), encoder.n_layers, encoder.hidden_size)
+    specs = (IndexConfig(name="binary", factory="BFlat", binary=True),
+             IndexConfig(name="funnel", funnel_dim=64, shortlist=5))
+    metrics = RetrievalTask("toy", ds, ["ndcg_at_10"], specs).evaluate(scored(encoder, views))
+    for name in ("toy/ndcg_at_10", "toy/ndcg_at_10/binary", "toy/ndcg_at_10/d64_binary", "toy/ndcg_at_10/funnel",
+                 "toy/recall_vs_exact_at_10/d64_binary", "toy/bytes_per_vec/binary", "toy/flops_per_query/funnel"):
+        assert name in metrics, name
+    assert "toy/ndcg_at_10/d64_funnel" not in metrics  # a 64-dim funnel cannot shortlist a 64-dim view
+    assert "toy/recall_vs_exact_at_10" not in metrics  # exact search is the reference, not a variant
+    assert metrics["toy/bytes_per_vec/binary"] == 48 and metrics["toy/bytes_per_vec/d64_binary"] == 8
+    figure = index_pareto(metrics, views, "toy", "ndcg_at_10", ["binary", "funnel"], tmp_path / "pareto.png")
+    assert figure.stat().st_size > 10_000

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export EMBEDBENCH_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install test train eval sweep compare ui bench recipes clean
+.PHONY: help install lint test train eval sweep compare ui bench recipes clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,7 +19,10 @@ install: ## venv, torch first (never a CUDA build by accident), then embedbench 
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
 
-test: ## the whole test suite (real MiniLM, real FAISS, real MLflow; a few minutes)
+lint: ## ruff: lint and import order (settings in pyproject.toml)
+	$(BIN)/ruff check embedbench tests scripts
+
+test: lint ## lint, then the whole test suite (real MiniLM, real FAISS, real MLflow; minutes)
 	$(BIN)/python -m pytest -q
 
 train: ## the headline run: MRL MiniLM, InfoNCE, SciFact (ARGS= adds overrides)
@@ -37,14 +40,14 @@ compare: ## table of the runs in the store, best first
 ui: ## MLflow UI on http://127.0.0.1:5000
 	$(BIN)/embedbench ui $(ARGS)
 
-bench: ## SciFact eval: embedbench fp32/bf16 vs mteb, wall time and nDCG@10 (~15 min here)
+bench: ## SciFact eval: embedbench fp32/bf16 vs mteb, wall time and nDCG@10 (full set: minutes)
 	$(BIN)/python scripts/bench_eval.py $(ARGS)
 
 clean: ## remove run outputs, the MLflow store and caches (keeps the venv)
 	rm -rf outputs multirun .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-recipes: ## the README's retrieval-recipe table: one sweep of the nine recipes (~75 min here), then the table
+recipes: ## docs/results/recipes.md's table: one sweep of the nine recipes, then the table
 	$(BIN)/embedbench eval model=mrl eval=beir hydra.run.dir=outputs/recipes_untrained
 	$(BIN)/embedbench train -m experiment=recipe_infonce,recipe_mined,recipe_gradcache,recipe_margin_mse,recipe_tas_b,recipe_kl_distill,recipe_wasserstein,recipe_mirror,recipe_cropping logger.experiment=recipes hydra.sweep.dir=outputs/recipes
 	$(BIN)/python scripts/recipes_table.py outputs/recipes --untrained outputs/recipes_untrained/results.json

@@ -46,18 +46,24 @@ def resolve_root(name: str, root: str | None, url: str | None = None, key: str =
             raise EmbedbenchError(f"{key}={root}: no such folder")
         return path
     shared = os.environ.get("EMBEDBENCH_DATA")
+    looked = []
     if shared:
         path = Path(shared).expanduser() / "beir" / name
         if path.is_dir():
             return path
+        looked.append(str(path))
+    else:
+        looked.append("$EMBEDBENCH_DATA/beir (not set)")
     cached = cache_dir() / "beir" / name
     if (cached / "corpus.jsonl").is_file():
         return cached
-    return download(name, url or BEIR_URL.format(name=name), cached)
+    looked.append(str(cached))
+    return download(name, url or BEIR_URL.format(name=name), cached, looked)
 
 
-def download(name: str, url: str, target: Path) -> Path:
-    """Fetch and unpack a BEIR zip; the folder appears only once complete."""
+def download(name: str, url: str, target: Path, looked: list[str]) -> Path:
+    """Fetch and unpack a BEIR zip; the folder appears only once complete. ``looked``: the places searched
+    before, named in the error if the download fails too."""
     target.parent.mkdir(parents=True, exist_ok=True)
     archive = target.parent / f".{name}.zip.part"
     try:
@@ -67,7 +73,7 @@ def download(name: str, url: str, target: Path) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         archive.unlink(missing_ok=True)
         raise EmbedbenchError(
-            f"data {name}: not found locally and download from {url} failed ({exc}); "
+            f"data {name}: not in {', '.join(looked)}, and the download from {url} failed ({exc}); "
             f"set data.root=<folder> or EMBEDBENCH_DATA=<folder holding beir/{name}>") from exc
     staging = target.parent / f".{name}.unpack"
     with zipfile.ZipFile(archive) as zf:

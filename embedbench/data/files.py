@@ -10,14 +10,20 @@ from embedbench.errors import EmbedbenchError, at
 
 
 def data_file(path: str, key: str) -> Path:
+    """An absolute path as it is; a relative one from the working folder, else from $EMBEDBENCH_DATA. A file
+    found nowhere stops with one line naming every place looked in."""
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or candidate.exists():
+        if not candidate.exists():
+            raise EmbedbenchError(f"{key}={path}: file not found")
         return candidate
     root = os.environ.get("EMBEDBENCH_DATA")
-    if not root:
-        raise EmbedbenchError(f"{key}={path}: relative path and EMBEDBENCH_DATA is not set; "
-                              "set EMBEDBENCH_DATA=<data folder> or give an absolute path")
-    return Path(root).expanduser() / candidate
+    shared = Path(root).expanduser() / candidate if root else None
+    if shared and shared.exists():
+        return shared
+    places = [str(candidate.resolve()), str(shared) if shared else "$EMBEDBENCH_DATA (not set)"]
+    raise EmbedbenchError(f"{key}={path}: file not found in {' or '.join(places)}; give an absolute path or set "
+                          "EMBEDBENCH_DATA=<data folder>")
 
 
 def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:

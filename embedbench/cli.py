@@ -44,27 +44,45 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def job(cfg) -> None:
-    """Body of both Hydra apps: one job, one MLflow run, one results.json."""
+def job(cfg) -> float | None:
+    """Body of both Hydra apps: one job, one MLflow run, one results.json. Returns the sweep's objective
+    (``sweep.objective``, default the headline metric), which optimising sweepers (Optuna) maximise."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from embedbench.composition import load
+    from embedbench.tracking import varying_keys
 
     for noisy in ("faiss.loader", "matplotlib", "sentence_transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     hc = HydraConfig.get()
-    run_name = f"{cfg.job} {' '.join(hc.overrides.task)}".strip()[:250]
     sweep_dir = str(Path(hc.sweep.dir).resolve()) if hc.mode == RunMode.MULTIRUN else None
+    run_name = name_run(str(cfg.job), list(hc.overrides.task), varying_keys(sweep_dir))
     try:
         typed = load(cfg)
         if typed.job == "train":
             from embedbench.jobs.train import run_train as runner
         else:
             from embedbench.jobs.eval import run_eval as runner
-        runner(typed, Path(hc.runtime.output_dir), run_name, sweep_dir)
+        metrics, headline = runner(typed, Path(hc.runtime.output_dir), run_name, sweep_dir)
+        objective = typed.sweep.objective or headline
+        if sweep_dir is None or headline is None:  # a single run, or a rank other than 0 (it scored nothing)
+            return None
+        if objective not in metrics:
+            raise EmbedbenchError(f"sweep.objective={objective}: not a metric of this run (e.g. {headline})")
+        return metrics[objective]
     except EmbedbenchError as exc:
         fail(str(exc))
+
+
+def name_run(job_name: str, overrides: list[str], varying: list[str]) -> str:
+    """What differs between the runs of a sweep first (the UI cuts long names), then the job and the rest."""
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    lead = [o for o in overrides if key(o) in varying]
+    rest = [o for o in overrides if key(o) not in varying]
+    return " ".join([*lead, *(["|"] if lead else []), job_name, *rest])[:250]
 
 
 def compose_config(name: str, overrides: list[str], config_dir: str | None = None, with_hydra: bool = False):
@@ -86,7 +104,7 @@ def compose_config(name: str, overrides: list[str], config_dir: str | None = Non
 
 def job_overrides(args: list[str]) -> list[list[str]]:
     """The overrides of every job the command line launches: one list, or one per combination of a sweep."""
-    overrides = [a for a in args if not a.startswith("-") and ("=" in a or a[:1] in "~+")]
+    overrides = [a for a in args if a and not a.startswith("-") and ("=" in a or a[0] in "~+")]
     if not MULTIRUN & set(args):
         return [overrides]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -149,31 +167,33 @@ def run_job(command: str, args: list[str]) -> None:
         check_before_launch(command, args, config_dir)
     if distributed.world_size() > 1:
         args = distributed_overrides(command, args, config_dir)
+    if "hydra/sweeper=optuna" in args and not any(a.startswith("hydra.sweeper.direction=") for a in args):
+        args = [*args, "hydra.sweeper.direction=maximize"]  # every task metric is better higher
     sys.argv = [f"embedbench {command}", *args]
     hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
 
 
 def compare(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="embedbench compare", description="The experiment's runs: config values "
-                                     "that differ and main metrics, best first.")
+    parser = argparse.ArgumentParser(
+        prog="embedbench compare", description="An experiment's finished runs, ranked only against comparable "
+        "runs (same tasks; full sets and slices apart), best first: the parameters that differ, then metrics.")
     parser.add_argument("experiment", nargs="?", help="MLflow experiment (default: logger.experiment)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. logger.tracking_uri=URI")
+    parser.add_argument("--metrics", nargs="+", metavar="PATTERN",
+                        help="metric columns by shell-style pattern, e.g. 'scifact/ndcg_at_10*' (default: each "
+                             "task's main metric at the full view)")
+    parser.add_argument("--format", default="table", choices=("table", "markdown", "csv"))
+    parser.add_argument("--all", action="store_true", help="also FAILED and unfinished runs, with their status")
     flags = parser.parse_args(args)
-    positional = [a for a in [flags.experiment, *flags.overrides] if a and "=" not in a]
-    cfg = compose_config("eval", [a for a in [flags.experiment, *flags.overrides] if a and "=" in a])
+    given = [a for a in [flags.experiment, *flags.overrides] if a]
+    cfg = compose_config("eval", [a for a in given if "=" in a])
+    positional = [a for a in given if "=" not in a]
 
-    import pandas as pd
-
-    from embedbench.compare import runs_table
+    from embedbench.compare import compare as compare_runs
     from embedbench.tracking import tracking_uri
 
     experiment = positional[0] if positional else cfg.logger.experiment
-    table = runs_table(tracking_uri(cfg.logger), experiment)
-    if table.empty:
-        print(f"no runs in experiment {experiment!r}")
-        return
-    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
-        print(table.to_string())
+    print(compare_runs(tracking_uri(cfg.logger), experiment, flags.metrics, flags.format, flags.all))
 
 
 def ui(args: list[str]) -> None:
@@ -183,12 +203,16 @@ def ui(args: list[str]) -> None:
     flags, overrides = parser.parse_known_args(args)
     cfg = compose_config("eval", overrides)
 
-    from embedbench.tracking import tracking_uri
+    from mlflow.tracking import MlflowClient
+
+    from embedbench.tracking import experiment_id, tracking_uri, ui_url
 
     uri = tracking_uri(cfg.logger)
-    print(f"MLflow UI on http://{flags.host}:{flags.port} over {uri}", file=sys.stderr)
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", flags.host, "--port", str(flags.port)])
+    page = ui_url(f"http://{flags.host}:{flags.port}", experiment_id(MlflowClient(uri), cfg.logger))
+    print(f"MLflow UI over {uri}: the runs of experiment {cfg.logger.experiment!r} at {page}", file=sys.stderr)
+    # one worker: the UI serves one reader, and each worker holds a copy of the server
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", flags.host,
+                               "--port", str(flags.port), "--workers", "1"])
 
 
 def main() -> None:

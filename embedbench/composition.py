@@ -14,26 +14,8 @@ from dataclasses import fields, is_dataclass
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from embedbench.config import (
-    LOSS_SCHEMAS,
-    TASK_SCHEMAS,
-    BM25Config,
-    DataConfig,
-    EncodeConfig,
-    EvalConfig,
-    IndexConfig,
-    LoggerConfig,
-    MiningConfig,
-    ModelConfig,
-    ObjectiveConfig,
-    RunConfig,
-    TasBalancedConfig,
-    TaskConfig,
-    TeacherConfig,
-    TrainerConfig,
-    TrainRunConfig,
-    ViewsConfig,
-)
+from embedbench import config
+from embedbench.config import TASK_SCHEMAS, RunConfig, TaskConfig
 from embedbench.errors import EmbedbenchError
 
 
@@ -109,10 +91,7 @@ def unknown_key(path: str, known: list[str], owner: str | None = None) -> str:
     return f"{path}: unknown key ({owner or parent or 'the config'} takes {', '.join(known)}){hint}"
 
 
-SCHEMAS = {cls.__name__: cls for cls in (
-    RunConfig, TrainRunConfig, ModelConfig, ViewsConfig, ObjectiveConfig, BM25Config, DataConfig, MiningConfig,
-    TeacherConfig, TasBalancedConfig, EvalConfig, IndexConfig, EncodeConfig, LoggerConfig, TrainerConfig,
-    *LOSS_SCHEMAS.values(), *TASK_SCHEMAS.values())}
+SCHEMAS = {name: schema for name, schema in vars(config).items() if is_dataclass(schema)}
 
 
 def describe(exc: BaseException, prefix: str = "") -> str:
@@ -135,9 +114,9 @@ def describe(exc: BaseException, prefix: str = "") -> str:
                 + (f" (did you mean {group}={close[0]}?)" if close else ""))
     key = re.search(r"full_key: (\S+)", text)
     if key:
-        message = next(line for line in text.splitlines() if line.strip() and "raised while composing" not in line
-                       and not line.startswith("In '"))
-        return _explain(key.group(1), message.strip())
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("In '")
+                 and "raised while composing" not in line]
+        return _explain(key.group(1), lines[0] if lines else text.strip())
     lines = [line.strip() for line in text.split("Config search path")[0].splitlines() if line.strip()]
     out = ""
     for part in lines:

@@ -275,6 +275,7 @@ class EvalConfig:
     suite: str | None = None  # log <suite>/average: the mean of every task's main score, per view
     grid: Any = None  # also score a layer x dim grid: `full`, or {layers: [...], dims: [...]}
     cache: bool = True  # reuse embeddings of the same weights and texts (false: always encode)
+    baseline: bool = False  # train: also score the starting model, and report each view's change
     cache_dir: str = "outputs/cache"
     cache_max_gb: float = 5.0  # least recently used entries are dropped beyond this
     max_queries: int | None = None  # retrieval: a random subset of queries, with all their judged documents
@@ -342,7 +343,8 @@ class TrainerConfig:
     grad_accum: int = 1
     bf16: Any = "auto"  # auto: on CUDA only; or true / false
     log_every: int = 5
-    save_every: int = 200
+    save_every: int = 200  # a checkpoint every N steps (what trainer.resume continues from); 0: none
+    keep_checkpoints: bool = False  # false: a run that succeeds deletes its checkpoints (the model stays)
     max_examples: int | None = None  # train on the first N examples only
     on_nonfinite: OnNonfinite = OnNonfinite.stop  # a NaN/inf loss: stop naming the batch, or skip the batch
     resume: str | None = None  # a killed run's folder: continue from its last checkpoint
@@ -406,6 +408,11 @@ LOSS_SCHEMAS = {"infonce": InfoNCEConfig, "scored_pair": ScoredPairLossConfig, "
 
 # ---------------------------------------------------------------------------------------------------- roots
 @dataclass
+class SweepConfig:
+    objective: str | None = None  # the metric a sweep maximises (Optuna) and ranks by; null: the first main one
+
+
+@dataclass
 class RunConfig:
     job: Job = MISSING
     seed: int = 42
@@ -416,6 +423,7 @@ class RunConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     index: Dict[str, IndexConfig] = field(default_factory=dict)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
@@ -429,7 +437,7 @@ class TrainRunConfig(RunConfig):
 
 
 def _folder_or(root: str | None, default: str) -> str:
-    return Path(str(root)).expanduser().name if root not in (None, "None", "") else default
+    return Path(root).expanduser().name if root else default
 
 
 def register() -> None:

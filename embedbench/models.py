@@ -11,6 +11,7 @@ from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import LayerEncoder, load_encoder, resolve_device
 from embedbench.embedding.views import ViewSet, build_views, with_grid
 from embedbench.errors import EmbedbenchError
+from embedbench.phases import Phases
 from embedbench.retrieval.dense import DenseRetriever
 from embedbench.retrieval.lexical import BM25
 
@@ -49,16 +50,16 @@ class LexicalModel:
         pass
 
 
-def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig) -> EncoderModel:
+def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases: Phases | None = None) -> EncoderModel:
     """``encoder``'s views plus ``eval.grid``, embedded as ``encode`` says, through the cache of ``eval.cache``."""
     views = with_grid(views, cfg.eval.grid)
-    return EncoderModel(Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval)), views)
+    return EncoderModel(Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases), views)
 
 
-def load_scored_model(cfg: RunConfig) -> EncoderModel | LexicalModel:
+def load_scored_model(cfg: RunConfig, phases: Phases | None = None) -> EncoderModel | LexicalModel:
     """The model ``model=`` names, ready to score."""
     if cfg.model.kind == ModelKind.lexical:
         return LexicalModel(BM25(cfg.model.bm25), cfg.model.name)
     encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
                            cfg.model.trust_remote_code)
-    return encoder_model(encoder, build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg)
+    return encoder_model(encoder, build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg, phases)

@@ -99,6 +99,7 @@ def _check_failure(proc, cwd, expected: str) -> None:
         client = MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert runs and all(run.info.status == "FAILED" for run in runs)
+        assert all(expected in run.data.tags["embedbench.error"] for run in runs)  # the UI shows why
 
 
 @pytest.mark.parametrize("case", DATA_CASES)
@@ -170,3 +171,12 @@ def test_a_users_config_folder_adds_tasks_and_its_keys_are_checked(tmp_path):
     proc = run_main("eval", "eval=mine", "--config-dir", str(tmp_path / "my_conf"), cwd=tmp_path, check=False)
     _check_failure(proc, tmp_path, "eval.tasks.mine.max_scor: unknown key")
     assert "did you mean eval.tasks.mine.max_score?" in proc.stderr
+
+
+def test_a_sweep_jobs_name_leads_with_what_the_sweep_varies():
+    from embedbench.cli import name_run
+
+    overrides = ["trainer=debug", "model=mrl", "loss.temperature=0.02", "+eval.baseline=true"]
+    assert name_run("train", overrides, ["loss.temperature"]) == \
+        "loss.temperature=0.02 | train trainer=debug model=mrl +eval.baseline=true"
+    assert name_run("eval", ["model=mrl"], []) == "eval model=mrl"

@@ -6,6 +6,7 @@ every caller gets the same precision, runtime, device pool and cache.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from functools import cached_property
 
 import torch
@@ -13,6 +14,7 @@ import torch
 from embedbench.embedding.cache import EmbeddingCache, model_fingerprint
 from embedbench.embedding.encoder import LayerEncoder, resolve_batch_size, resolve_encoding
 from embedbench.embedding.pool import EncoderPool, resolve_devices
+from embedbench.phases import Phases
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,9 @@ class Embedder:
     the cache's copy. The runtime (or the pool of device workers) is built at the first miss and reused
     for every later list, so an eval converts or copies the weights once."""
 
-    def __init__(self, encoder: LayerEncoder, layers: list[int], encode, cache: EmbeddingCache | None = None):
-        self.encoder, self.layers, self.cache = encoder, list(layers), cache
+    def __init__(self, encoder: LayerEncoder, layers: list[int], encode, cache: EmbeddingCache | None = None,
+                 phases: Phases | None = None):
+        self.encoder, self.layers, self.cache, self.phases = encoder, list(layers), cache, phases
         self.precision, self.backend = resolve_encoding(encode, encoder.device.type)
         self.batch_size = resolve_batch_size(encode.batch_size, encoder.device.type)
         self.devices = resolve_devices(encode.devices, encoder.device.type)
@@ -35,11 +38,13 @@ class Embedder:
         return model_fingerprint(self.encoder, self.precision, self.backend)
 
     def __call__(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
-        pooled = self.cache.get(self.fingerprint, texts, self.layers) if self.cache else None
-        if pooled is None:
-            pooled = self._encode(texts, desc)
-            if self.cache:
-                self.cache.put(self.fingerprint, texts, pooled)
+        """``desc`` starts with what is encoded (``scifact: 300 queries + ...``): the phase's name."""
+        with self.phases(f"encoding {desc.split(':')[0]}") if self.phases else nullcontext():
+            pooled = self.cache.get(self.fingerprint, texts, self.layers) if self.cache else None
+            if pooled is None:
+                pooled = self._encode(texts, desc)
+                if self.cache:
+                    self.cache.put(self.fingerprint, texts, pooled)
         return pooled
 
     def _encode(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:

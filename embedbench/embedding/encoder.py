@@ -197,8 +197,11 @@ class LayerEncoder:
         self.model.eval()
         runtime = runtime or self.runtime(precision, backend)
         result = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
+        lengths = self.token_lengths(texts) if lengths is None else lengths
         batches = self.batches(texts, batch_size, lengths=lengths)
-        with tqdm(total=len(texts), desc=desc, unit="text", disable=len(batches) < 2) as progress:
+        # counted in tokens: batches go longest first, so a count of texts would promise far too late an end
+        with tqdm(total=int(lengths.sum()), desc=desc, unit="tok", unit_scale=True,
+                  disable=len(batches) < 2) as progress:
             for index in batches:
                 features = self.model.preprocess([texts[i] for i in index])
                 features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
@@ -206,5 +209,5 @@ class LayerEncoder:
                 rows = torch.from_numpy(index)
                 for layer in layers:
                     result[layer][rows] = pooled[layer].float().cpu()
-                progress.update(len(index))
+                progress.update(int(lengths[index].sum()))
         return result

@@ -96,7 +96,8 @@ class EncoderPool:
                 chunks[len(chunks)] = rows
                 jobs.put((len(chunks) - 1, [texts[i] for i in rows], layers, lengths[rows]))
         result = {layer: torch.empty(len(texts), self.encoder.hidden_size) for layer in layers}
-        with tqdm(total=len(texts), desc=f"{desc} ({len(self.devices)} devices)", unit="text") as progress:
+        with tqdm(total=int(lengths.sum()), desc=f"{desc} ({len(self.devices)} devices)", unit="tok",
+                  unit_scale=True) as progress:
             for _ in range(len(chunks)):
                 key, pooled, error = self._next_result()
                 if error:
@@ -105,7 +106,7 @@ class EncoderPool:
                 rows = torch.from_numpy(chunks[key])
                 for layer in layers:
                     result[layer][rows] = pooled[layer]
-                progress.update(len(rows))
+                progress.update(int(lengths[chunks[key]].sum()))
         return result
 
     def _next_result(self):

@@ -6,18 +6,21 @@ from pathlib import Path
 from embedbench.composition import as_dict
 from embedbench.config import RunConfig
 from embedbench.models import load_scored_model
+from embedbench.phases import Phases
 from embedbench.report import finish
 from embedbench.tasks import build_tasks, check_scorable, score_tasks
 from embedbench.tracking import Tracker
 
 
-def run_eval(cfg: RunConfig, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
-    config = as_dict(cfg)
+def run_eval(cfg: RunConfig, out_dir: Path, run_name: str, sweep_dir: str | None) -> tuple[dict[str, float], str]:
+    """(metrics, the headline metric's name)."""
+    config, phases = as_dict(cfg), Phases()
     with Tracker(cfg.logger, config, run_name, sweep_dir) as tracker:
-        tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
-        model = load_scored_model(cfg)
-        check_scorable(tasks, model, cfg.model.name)
-        metrics = score_tasks(tasks, model)
+        with phases("loading"):
+            tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
+            model = load_scored_model(cfg, phases)
+            check_scorable(tasks, model, cfg.model.name)
+        metrics = score_tasks(tasks, model, phases)
         model.log_stats()
-        finish(tracker, out_dir, tasks, model.views, metrics, config, cfg.eval.suite)
-        return metrics
+        headline = finish("eval", tracker, out_dir, phases, tasks, model.views, metrics, config, cfg.eval.suite)
+        return metrics, headline

@@ -1,10 +1,13 @@
 """The train job: data -> sentence-transformers' trainer with a view objective -> save -> score -> report."""
 from __future__ import annotations
 
+import logging
+import shutil
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback, set_seed
+from transformers.trainer_callback import ProgressCallback
 
 from embedbench import distributed
 from embedbench.composition import as_dict
@@ -18,25 +21,39 @@ from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError
 from embedbench.losses import build_objective
 from embedbench.models import encoder_model
+from embedbench.phases import Phases
 from embedbench.report import finish
 from embedbench.tasks import build_tasks, score_tasks
 from embedbench.tracking import RUN_FILE, NullTracker, Tracker
 
+log = logging.getLogger("embedbench")
+LOGGED = {"loss": "train/loss", "learning_rate": "train/learning_rate", "epoch": "train/epoch",
+          "grad_norm": "train/grad_norm"}
+
 
 class LogToTracker(TrainerCallback):
-    """Training loss, learning rate and epoch per logging step into the job's MLflow run."""
+    """Training loss, each view's loss term, learning rate and epoch per logging step into the job's MLflow
+    run, and one readable line of numbers into the log."""
 
-    NAMES = {"loss": "train/loss", "learning_rate": "train/learning_rate", "epoch": "train/epoch",
-             "grad_norm": "train/grad_norm"}
-
-    def __init__(self, tracker: Tracker):
-        self.tracker = tracker
+    def __init__(self, tracker: Tracker, objective):
+        self.tracker, self.objective = tracker, objective
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            values = {self.NAMES[k]: v for k, v in logs.items() if k in self.NAMES}
-            if values:
-                self.tracker.log_metrics(values, step=state.global_step)
+        if not (state.is_world_process_zero and logs):
+            return
+        values = {LOGGED[k]: float(v) for k, v in logs.items() if k in LOGGED}
+        values.update(self.objective.pop_terms())
+        if "train/loss" in values:
+            self.tracker.log_metrics(values, step=state.global_step)
+            log.info("step %d/%d  %s", state.global_step, state.max_steps, "  ".join(
+                f"{name.removeprefix('train/')} {value:.4g}" for name, value in values.items()))
+
+
+class BarOnly(ProgressCallback):
+    """The trainer's progress bar without its dump of the logs (LogToTracker prints them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
 
 
 def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker,
@@ -59,15 +76,17 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
         data_seed=cfg.seed,
         batch_sampler=sampler,
         logging_steps=t.log_every,
-        save_strategy="steps",
-        save_steps=t.save_every,
+        save_strategy="steps" if t.save_every else "no",
+        save_steps=t.save_every or None,
         save_total_limit=2,
         report_to="none",
         use_cpu=device == "cpu",
         disable_tqdm=False,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=objective,
-                                         callbacks=[LogToTracker(tracker)])
+                                         callbacks=[LogToTracker(tracker, objective)])
+    trainer.remove_callback(ProgressCallback)  # keeps its bar, prints logs as quoted strings; ours prints numbers
+    trainer.add_callback(BarOnly)
     # resuming restores weights (in place: the objective wraps this same model), optimizer, scheduler,
     # RNG states and the position in the data order from the last checkpoint
     trainer.train(resume_from_checkpoint=True if resume else None)
@@ -83,7 +102,9 @@ def resumable(folder: Path) -> tuple[Path, str]:
     return folder, (folder / RUN_FILE).read_text().strip()
 
 
-def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str | None) -> dict[str, float]:
+def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str | None
+              ) -> tuple[dict[str, float], str | None]:
+    """(metrics, the headline metric's name); ranks other than 0 return nothing."""
     if cfg.model.kind == ModelKind.lexical:
         raise EmbedbenchError(f"model={cfg.model.name} has nothing to train; score it with `embedbench eval "
                               f"model={cfg.model.name}`")
@@ -91,32 +112,44 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
     if cfg.trainer.resume:
         out_dir, resume_run_id = resumable(Path(cfg.trainer.resume))
     set_seed(cfg.seed)
-    config = as_dict(cfg)
+    config, phases = as_dict(cfg), Phases()
     tracker = (Tracker(cfg.logger, config, run_name, sweep_dir, out_dir / RUN_FILE, resume_run_id)
                if distributed.is_main() else NullTracker())
     with tracker:
-        # read every input before training, so a bad file costs seconds, not a training run
-        tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
-        device = resolve_device(cfg.device)
-        cache = open_cache(cfg.eval)
-        dataset = training_pairs(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
-        encoder = load_encoder(cfg.model.name_or_path, device, cfg.model.max_seq_length, cfg.model.trust_remote_code)
-        views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
-        objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed, cfg.trainer.on_nonfinite)
-        sampler = batch_sampler(cfg.data, dataset, Embedder(encoder, [encoder.n_layers], cfg.encode, cache), cfg.seed)
-        started = time.perf_counter()
-        fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker, resume=resume_run_id is not None,
-            sampler=sampler)
-        train_seconds = time.perf_counter() - started
+        with phases("loading"):  # every input is read before training: a bad file costs seconds, not a run
+            tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
+            device = resolve_device(cfg.device)
+            cache = open_cache(cfg.eval)
+            dataset = training_pairs(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
+            encoder = load_encoder(cfg.model.name_or_path, device, cfg.model.max_seq_length,
+                                   cfg.model.trust_remote_code)
+            views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+            objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed,
+                                        cfg.trainer.on_nonfinite)
+            sampler = batch_sampler(cfg.data, dataset, Embedder(encoder, [encoder.n_layers], cfg.encode, cache),
+                                    cfg.seed)
+        baseline = None
+        if cfg.eval.baseline and distributed.is_main():
+            with phases("baseline"):  # the starting model's scores; a model scored before comes from the cache
+                baseline = score_tasks(tasks, encoder_model(encoder, views, cfg))
+        with phases("training"):
+            started = time.perf_counter()
+            fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker,
+                resume=resume_run_id is not None, sampler=sampler)
+            train_seconds = time.perf_counter() - started
         if not distributed.is_main():
-            return {}  # the model is saved and scored once, by rank 0
-        encoder.model.save(str(out_dir / "model"))
-        encoder.saved_to(str(out_dir / "model"))
-        if cfg.logger.log_model:
-            tracker.log_artifact(out_dir / "model", "model")
-        model = encoder_model(encoder, views, cfg)
-        metrics = score_tasks(tasks, model)
-        model.log_stats()
+            return {}, None  # the model is saved and scored once, by rank 0
+        with phases("saving"):
+            encoder.model.save(str(out_dir / "model"))
+            encoder.saved_to(str(out_dir / "model"))
+            if cfg.logger.log_model:
+                tracker.log_model(encoder.model)
+        model = encoder_model(encoder, views, cfg, phases)
+        metrics = score_tasks(tasks, model, phases)
         metrics["train/seconds"] = train_seconds
-        finish(tracker, out_dir, tasks, model.views, metrics, config, cfg.eval.suite)
-        return metrics
+        model.log_stats()
+        headline = finish("train", tracker, out_dir, phases, tasks, model.views, metrics, config, cfg.eval.suite,
+                          baseline)
+    if not cfg.trainer.keep_checkpoints:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run succeeded: the model is saved
+    return metrics, headline

@@ -38,6 +38,7 @@ class ViewObjective(nn.Module):
         self.align_temperature = float(align_temperature)
         self.on_nonfinite = on_nonfinite
         self.batches = 0
+        self._terms: dict[str, list[float]] = {}
         if base.alignment not in ("scores", "embeddings"):
             raise TypeError(f"{type(base).__name__}.alignment={base.alignment!r}: expected scores or embeddings")
         if sample and views.n_layers < 2:
@@ -73,20 +74,30 @@ class ViewObjective(nn.Module):
         teachers = {self.align_target(view) for view in active} if self.align_weight else set()
         needed = set(active) | teachers
         columns = {view: [cut(column[view.layer], view.dim) for column in pooled] for view in needed}
-        total = sum(weight * self.base(columns[view], labels) for view, weight in active.items())
-        if self.align_weight:
-            for view in active:
-                teacher = self.align_target(view)
-                if view != teacher:
-                    total = total + self.align_weight * self.alignment(columns[view], columns[teacher])
+        terms = {self.views.name(view) or "/full": self.base(columns[view], labels) for view in active}
+        total = sum(weight * terms[self.views.name(view) or "/full"] for view, weight in active.items())
+        aligned = [(view, self.align_target(view)) for view in active if view != self.align_target(view)]
+        if self.align_weight and aligned:
+            terms["/align"] = sum(self.alignment(columns[view], columns[teacher]) for view, teacher in aligned)
+            total = total + self.align_weight * terms["/align"]
         self.batches += 1
-        if not torch.isfinite(total):
+        if torch.isfinite(total):
+            for name, term in terms.items():
+                self._terms.setdefault(name, []).append(float(term.detach()))
+        else:
             if self.on_nonfinite == "stop":
                 raise EmbedbenchError(f"training batch {self.batches}: loss is {total.item()}; lower the learning "
                                       "rate or check the data, or set trainer.on_nonfinite=skip")
             # a fresh leaf: backward reaches no weight, so this batch changes nothing
             return torch.zeros((), device=total.device, requires_grad=True)
         return total
+
+    def pop_terms(self) -> dict[str, float]:
+        """Each view's loss term (unweighted) and the alignment term, averaged over the batches since the last
+        call: ``train/loss/d64``, ``train/loss/full``, ``train/loss/align``."""
+        terms = {f"train/loss{name}": sum(values) / len(values) for name, values in self._terms.items()}
+        self._terms.clear()
+        return terms
 
     def align_target(self, view: View) -> View:
         """The full view for score alignment; the last layer at the view's own dim for embeddings."""

@@ -23,6 +23,7 @@ from embedbench.data.beir import resolve_root
 from embedbench.data.files import data_file
 from embedbench.data.tables import read_labelled, read_labelled_pairs, read_line_aligned
 from embedbench.errors import EmbedbenchError
+from embedbench.phases import Phases
 from embedbench.tasks.base import Limits, ScoredModel, Task
 from embedbench.tasks.classification import ClassificationTask
 from embedbench.tasks.clustering import ClusteringTask
@@ -94,11 +95,13 @@ def check_scorable(tasks: Sequence[Task], model: ScoredModel, model_name: str) -
                                       f"eval.tasks has {task.name} ({type(task).__name__}): choose eval=beir")
 
 
-def score_tasks(tasks: Sequence[Task], model: ScoredModel) -> dict[str, float]:
+def score_tasks(tasks: Sequence[Task], model: ScoredModel, phases: Phases | None = None) -> dict[str, float]:
     """Every task, every view; each task's texts encoded once for all views (or read from the cache)."""
+    phases = phases or Phases()
     metrics = {}
     for task in tasks:
         start = time.perf_counter()
-        metrics.update(task.evaluate(model))
+        with phases(f"scoring {task.name}"):
+            metrics.update(task.evaluate(model))
         metrics[f"{task.name}/eval_s"] = time.perf_counter() - start
     return metrics

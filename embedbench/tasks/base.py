@@ -33,6 +33,7 @@ class Task(Protocol):
     name: str
     needs_embeddings: bool  # False: any retriever can score it (BM25 too)
     indexes: tuple[IndexConfig, ...]  # searched beside exact search, per view
+    sliced: str | None  # what part of the data is scored ("10 of 300 queries, ..."); None: all of it
 
     @property
     def main_scores(self) -> dict[str, str]:
@@ -51,6 +52,7 @@ class TaskBase:
     name: str
     main_metric: ClassVar[str] = ""
     needs_embeddings: ClassVar[bool] = True
+    sliced: ClassVar[str | None] = None  # set on the instance when eval.max_* cut the data
 
     @property
     def indexes(self) -> tuple[IndexConfig, ...]:
@@ -69,3 +71,9 @@ class Limits:
     max_docs: int | None = None
     max_pairs: int | None = None
     seed: int = 42
+
+
+def slice_note(counts: dict[str, tuple[int, int]]) -> str | None:
+    """``{"queries": (kept, of)}`` as "10 of 300 queries", or None when everything was kept."""
+    cut = [f"{kept:,} of {total:,} {what}" for what, (kept, total) in counts.items() if kept < total]
+    return ", ".join(cut) or None

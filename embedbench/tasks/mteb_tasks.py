@@ -58,6 +58,7 @@ class MtebTasks:
     _memo: dict = field(default_factory=dict, repr=False)
     needs_embeddings = True
     indexes = ()
+    sliced = None
 
     @property
     def main_scores(self) -> dict[str, str]:

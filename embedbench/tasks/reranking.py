@@ -12,7 +12,7 @@ import torch
 from embedbench.config import RerankingTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
 from embedbench.embedding.views import cut
-from embedbench.tasks.base import Limits, ScoredModel, TaskBase
+from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 from embedbench.tasks.retrieval import checked_metrics, metrics_by_view
 
 
@@ -28,9 +28,12 @@ class RerankingTask(TaskBase):
 
     @classmethod
     def load(cls, spec: RerankingTaskConfig, root: Path, split: str, limits: Limits = Limits()) -> RerankingTask:
-        dataset = subsample(load_beir(spec.name, root, split), limits.max_queries, None, limits.seed)
+        full = load_beir(spec.name, root, split)
+        dataset = subsample(full, limits.max_queries, None, limits.seed)
         path = root / spec.candidates  # relative to the BEIR folder, or absolute
-        return cls(spec.name, dataset, load_candidates(path, dataset), checked_metrics(spec.metrics))
+        task = cls(spec.name, dataset, load_candidates(path, dataset), checked_metrics(spec.metrics))
+        task.sliced = slice_note({"queries": (len(dataset.queries), len(full.queries))})
+        return task
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         qids = list(self.dataset.queries)

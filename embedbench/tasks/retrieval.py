@@ -12,7 +12,7 @@ from embedbench.config import IndexConfig, RetrievalTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, subsample
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
-from embedbench.tasks.base import Limits, ScoredModel, TaskBase
+from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 
 # our metric name -> trec_eval measure family; mrr is computed on the top-k cut of the run
 TREC_MEASURES = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "recall", "precision_at": "P"}
@@ -75,8 +75,12 @@ class RetrievalTask(TaskBase):
     @classmethod
     def load(cls, spec: RetrievalTaskConfig, root: Path, split: str, limits: Limits = Limits(),
              indexes: tuple[IndexConfig, ...] = ()) -> RetrievalTask:
-        dataset = subsample(load_beir(spec.name, root, split), limits.max_queries, limits.max_docs, limits.seed)
-        return cls(spec.name, dataset, checked_metrics(spec.metrics), tuple(indexes), spec.ignore_identical_ids)
+        full = load_beir(spec.name, root, split)
+        dataset = subsample(full, limits.max_queries, limits.max_docs, limits.seed)
+        task = cls(spec.name, dataset, checked_metrics(spec.metrics), tuple(indexes), spec.ignore_identical_ids)
+        task.sliced = slice_note({"queries": (len(dataset.queries), len(full.queries)),
+                                  "documents": (len(dataset.corpus), len(full.corpus))})
+        return task
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from embedbench.data.sts import ScoredPairs, read_sts
 from embedbench.embedding.views import cut
-from embedbench.tasks.base import ScoredModel, TaskBase
+from embedbench.tasks.base import ScoredModel, TaskBase, slice_note
 
 
 @dataclass
@@ -19,10 +19,11 @@ class STSTask(TaskBase):
     @classmethod
     def load(cls, name: str, path: Path, max_pairs: int | None = None, min_score: float = 0.0,
              max_score: float = 5.0) -> STSTask:
-        pairs = read_sts(path, min_score, max_score)
-        if max_pairs:
-            pairs = ScoredPairs(pairs.sentences1[:max_pairs], pairs.sentences2[:max_pairs], pairs.scores[:max_pairs])
-        return cls(name, pairs)
+        full = read_sts(path, min_score, max_score)
+        pairs = ScoredPairs(full.sentences1[:max_pairs], full.sentences2[:max_pairs], full.scores[:max_pairs])
+        task = cls(name, pairs)
+        task.sliced = slice_note({"pairs": (len(pairs.scores), len(full.scores))})
+        return task
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         n = len(self.pairs.scores)

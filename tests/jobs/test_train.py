@@ -12,8 +12,9 @@ SLICE = ["eval.max_pairs=60", "encode.batch_size=16"]
 
 
 def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
-    run_main("train", "model=mrl", f"data.root={scifact_slice}", "trainer.max_steps=2", "trainer.batch_size=8",
-             "trainer.max_examples=24", "trainer.log_every=1", "logger.log_model=true", *SLICE, cwd=tmp_path)
+    out = run_main("train", "model=mrl", f"data.root={scifact_slice}", "trainer.max_steps=2", "trainer.batch_size=8",
+                   "trainer.max_examples=24", "trainer.log_every=1", "trainer.save_every=1", "logger.log_model=true",
+                   "eval.baseline=true", *SLICE, cwd=tmp_path).stdout
     [results] = results_files(tmp_path)
     payload = json.loads(results.read_text())
     metrics = payload["metrics"]
@@ -22,20 +23,33 @@ def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
         assert 0.0 <= metrics[name] <= 1.0, name
     run_dir = results.parent
     assert (run_dir / "metric_vs_dim.png").stat().st_size > 1000
-
+    assert not (run_dir / "checkpoints").exists()  # a run that succeeded keeps its model, not its checkpoints
+    # the report: where the run is, its MLflow run, a row per view, the slice marked, the change per view
     [run] = mlflow_runs(tmp_path)
+    assert f"run folder  {run_dir}" in out and run.info.run_id in out and "stsb  (SLICE: 60 of 1,379 pairs)" in out
+    d64 = next(line for line in out.splitlines() if line.strip().startswith("d64 ") and "." in line)
+    change = metrics["scifact/ndcg_at_10/d64"] - payload["baseline"]["scifact/ndcg_at_10/d64"]
+    assert d64.split()[-1] == f"{change:+.5f}"
     assert run.info.run_id == payload["mlflow_run_id"] and run.info.status == "FINISHED"
     assert run.data.params["model.name"] == "mrl" and run.data.params["loss.temperature"] == "0.05"
     assert run.data.metrics["scifact/ndcg_at_10/d64"] == pytest.approx(metrics["scifact/ndcg_at_10/d64"])
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2  # one per step
+    assert len(client.get_metric_history(run.info.run_id, "train/loss/d64")) == 2  # and each view's term
+    assert run.data.metrics["baseline/scifact/ndcg_at_10"] == payload["baseline"]["scifact/ndcg_at_10"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "results.json", "plots", "model"} <= artifacts
+    assert {"config.yaml", "results.json", "plots", "train.log"} <= artifacts
+    assert "embedbench train: finished" in open(client.download_artifacts(run.info.run_id, "train.log",
+                                                                          str(tmp_path))).read()
 
+    import mlflow.sentence_transformers
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(run_dir / "model"), device="cpu")
     assert model.encode(["x"]).shape == (1, 384)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    logged = mlflow.sentence_transformers.load_model(f"runs:/{run.info.run_id}/model")  # an MLflow model too
+    assert (logged.encode(["x"]) == model.encode(["x"])).all()
 
     # eval of the run's folder scores the trained model identically, and a layer x dim grid from the same pass
     run_main("eval", "model=mrl", f"model.name_or_path={run_dir}", "eval.grid=full",

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from embedbench import distributed
-from embedbench.errors import EmbedbenchError
+from embedbench.errors import EmbedbenchError, Preempted
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -25,6 +25,8 @@ commands:
                                the experiment's runs: config values that differ and main metrics, best first
   ui [logger.tracking_uri=URI] [--port N] [--host H]
                                MLflow UI over the project's store (127.0.0.1 unless --host says otherwise)
+  log RUN_FOLDER [logger.tracking_uri=URI]
+                               send what a run kept while its tracking server was away
 
 train and eval take --config-dir DIR: DIR's model/, data/, eval/, experiment/ YAMLs beside the shipped ones.
 
@@ -38,10 +40,10 @@ MULTIRUN = {"-m", "--multirun"}
 HYDRA_INFO = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> None:
     # on a line of its own, even when a progress bar was mid-line
-    print(f"\nembedbench: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    print(f"\nembedbench: {'stopped' if code == Preempted.exit_code else 'error'}: {message}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def job(cfg) -> float | None:
@@ -50,8 +52,9 @@ def job(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from embedbench.atomic import disk_full
     from embedbench.composition import load
-    from embedbench.tracking import varying_keys
+    from embedbench.sweeps import varying_keys
 
     for noisy in ("faiss.loader", "matplotlib", "sentence_transformers", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -71,8 +74,14 @@ def job(cfg) -> float | None:
         if objective not in metrics:
             raise EmbedbenchError(f"sweep.objective={objective}: not a metric of this run (e.g. {headline})")
         return metrics[objective]
+    except Preempted as exc:
+        fail(str(exc), exc.exit_code)
     except EmbedbenchError as exc:
         fail(str(exc))
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        fail(f"{exc.filename or 'a file of the run'}: no space left on device")
 
 
 def name_run(job_name: str, overrides: list[str], varying: list[str]) -> str:
@@ -123,11 +132,16 @@ def check_before_launch(command: str, args: list[str], config_dir: str | None) -
     from embedbench.composition import load
     from embedbench.config import ModelKind
     from embedbench.embedding.sources import resolve_model_path
+    from embedbench.tracking_server import check_server
 
+    servers = set()
     for overrides in job_overrides(args):
         typed = load(compose_config(command, overrides, config_dir))
         if typed.model.kind == ModelKind.encoder:
             resolve_model_path(typed.model.name_or_path)
+        servers.add((typed.logger.tracking_uri, typed.logger.experiment))
+    for uri, experiment in servers:  # reachable, and taking these credentials
+        check_server(uri, experiment)
 
 
 def config_dir_of(args: list[str]) -> str | None:
@@ -215,6 +229,25 @@ def ui(args: list[str]) -> None:
                                "--port", str(flags.port), "--workers", "1"])
 
 
+def send(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="embedbench log", description="Send to its MLflow run what a run kept in "
+                                     "its folder while the tracking server was away (mlflow_pending.jsonl).")
+    parser.add_argument("folder", type=Path, help="the run folder")
+    parser.add_argument("overrides", nargs="*", help="logger settings, e.g. logger.tracking_uri=URI (default: the "
+                                                     "run's own)")
+    flags = parser.parse_args(args)
+    from omegaconf import OmegaConf
+
+    from embedbench.config import LoggerConfig
+    from embedbench.tracking import send_pending
+
+    composed = flags.folder / ".hydra" / "config.yaml"  # the run's own settings, as Hydra saved them
+    logger = OmegaConf.merge(OmegaConf.structured(LoggerConfig),
+                             OmegaConf.load(composed).get("logger", {}) if composed.is_file() else {},
+                             OmegaConf.from_dotlist([o.removeprefix("logger.") for o in flags.overrides]))
+    print(send_pending(flags.folder, OmegaConf.to_object(logger)))
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -228,8 +261,10 @@ def main() -> None:
             compare(rest)
         elif command == "ui":
             ui(rest)
+        elif command == "log":
+            send(rest)
         else:
-            fail(f"unknown command {command!r}; choose one of train, eval, compare, ui")
+            fail(f"unknown command {command!r}; choose one of train, eval, compare, ui, log")
     except EmbedbenchError as exc:
         fail(str(exc))
 

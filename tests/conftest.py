@@ -58,3 +58,22 @@ def tiny_model(tmp_path_factory):
     tokenizer.save_pretrained(folder)
     transformer = Transformer(str(folder), max_seq_length=32)
     return SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, tiny_model):
+    """The tiny BERT saved as a model folder: ``model.name_or_path=`` for runs whose scores do not matter."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    tiny_model.save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1, shared by the tests that log to one (``.url``); a test may
+    ``.kill()`` it and ``.start()`` it again on the same port and store."""
+    from tests.helpers import TrackingServer
+
+    server = TrackingServer(tmp_path_factory.mktemp("tracking_server"))
+    yield server
+    server.stop()

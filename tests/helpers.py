@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -79,3 +83,89 @@ def run_main(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProces
     if check and code != 0:
         raise AssertionError(f"embedbench {' '.join(args)} exited {code}:\n{err.getvalue()[-3000:]}")
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Until ``url`` answers (any HTTP status), or fail if ``process`` ends first."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            assert process.poll() is None and time.time() < deadline, f"{url} did not come up"
+            time.sleep(0.5)
+
+
+def mlflow_server(folder: Path, port: int, *options: str, env: dict | None = None) -> subprocess.Popen:
+    """A real ``mlflow server`` on 127.0.0.1:``port`` (sqlite store and artifacts in ``folder``), serving."""
+    folder.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/store.db",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", *options], cwd=folder, stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "a"),
+        env={**os.environ, **(env or {})}, start_new_session=True)
+    wait_for(f"http://127.0.0.1:{port}/health", server)
+    return server
+
+
+class TrackingServer:
+    """``mlflow server`` on a free port, which a test can kill (as a crash would) and start again."""
+
+    def __init__(self, folder: Path, *options: str, env: dict | None = None):
+        self.folder, self.options, self.env = folder, options, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        self.process = mlflow_server(self.folder, self.port, *self.options, env=self.env)
+
+    def kill(self) -> None:
+        stop(self.process, signal.SIGKILL)
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def stop(server: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """The server and the workers it started (``mlflow server`` runs uvicorn in a child process)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, sig)
+    server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A tmpfs of ``size`` mounted on ``folder``: a real filesystem that fills up (needs root, as CI runs)."""
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def resize_disk(folder: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True, capture_output=True)
+
+
+def fill_disk(folder: Path) -> None:
+    """Write a filler file until the filesystem holding ``folder`` has no space left."""
+    with open(folder / "filler", "wb", buffering=0) as fh:
+        for size in (1 << 20, 1 << 12, 1):  # big blocks, then the last partial ones
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * size)

@@ -6,13 +6,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "embedbench"
 LAYERS = [  # bottom to top
-    {"errors", "atomic", "config", "allocator", "distributed", "phases"},
+    {"errors", "atomic", "config", "allocator", "distributed", "phases", "tracking_server"},
     {"composition", "embedding"},
     {"retrieval"},
     {"data"},
     {"losses"},
     {"tasks", "plots"},
-    {"models", "mteb_reference", "report", "tracking", "compare"},
+    {"models", "mteb_reference", "report", "tracking", "sweeps", "compare"},
     {"jobs"},
     {"cli", "__main__"},
 ]

@@ -2,8 +2,8 @@
 and a FAILED MLflow run wherever a run had started; config errors stop before any run folder, MLflow run or
 sweep exists, without importing torch.
 
-Cases that stop before any work run the CLI's ``main`` in this process; those that stop mid-training
-run it as a child process, as a user would."""
+The cases run the CLI's ``main`` in this process: the same code path as a child process, without paying
+the imports again."""
 import shutil
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import DATA, run_cli, run_main
+from tests.helpers import DATA, run_main
 
 pytestmark = pytest.mark.slow
 
@@ -131,15 +131,15 @@ def test_unreadable_or_pickled_model_is_refused(maker, expected, tmp_path):
     _check_failure(proc, tmp_path, expected)
 
 
-def test_nonfinite_loss_stops_the_run_naming_the_batch(tmp_path, scifact_slice):
-    proc = run_cli("train", "trainer=debug", f"data.root={scifact_slice}", "loss.temperature=1e-45",
-                   cwd=tmp_path, check=False)
+def test_nonfinite_loss_stops_the_run_naming_the_batch(tmp_path, scifact_slice, tiny_model_path):
+    proc = run_main("train", "trainer=debug", f"model.name_or_path={tiny_model_path}", f"data.root={scifact_slice}",
+                    "loss.temperature=1e-45", cwd=tmp_path, check=False)
     _check_failure(proc, tmp_path, "training batch 1: loss is nan")
 
 
-def test_nonfinite_loss_can_skip_the_batch(tmp_path, scifact_slice):
-    run_cli("train", "trainer=debug", f"data.root={scifact_slice}", "loss.temperature=1e-45",
-            "trainer.on_nonfinite=skip", cwd=tmp_path)
+def test_nonfinite_loss_can_skip_the_batch(tmp_path, scifact_slice, tiny_model_path):
+    run_main("train", "trainer=debug", f"model.name_or_path={tiny_model_path}", f"data.root={scifact_slice}",
+             "loss.temperature=1e-45", "trainer.on_nonfinite=skip", "eval=sts", cwd=tmp_path)
     assert len(list((tmp_path / "outputs" / "runs").rglob("results.json"))) == 1
 
 

@@ -82,10 +82,11 @@ def test_objective_that_bypasses_the_ddp_wrapper_leaves_ranks_unsynchronised(tmp
 
 
 @pytest.mark.slow
-def test_torchrun_two_process_train_logs_once_and_saves_once(tmp_path, scifact_slice):
+def test_torchrun_two_process_train_logs_once_and_saves_once(tmp_path, scifact_slice, tiny_model_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "embedbench",
-         "train", "model=mrl", f"data.root={scifact_slice}", "trainer=debug", "eval=beir",
+         "train", "model=mrl", f"model.name_or_path={tiny_model_path}", "model.views.dims=[32,16]",
+         "model.views.weights=[1,1]", f"data.root={scifact_slice}", "trainer=debug", "eval=beir",
          "loss.gather_across_devices=true"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})

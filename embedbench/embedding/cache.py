@@ -9,6 +9,8 @@ the folder is trimmed to a size bound, oldest-used first.
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +18,9 @@ import numpy as np
 import torch
 
 from embedbench.atomic import atomic_write
+
+log = logging.getLogger("embedbench")
+DIGEST_BYTES = 32  # the SHA-256 that ends every entry
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -49,6 +54,11 @@ def open_cache(eval_cfg) -> EmbeddingCache | None:
 
 
 class EmbeddingCache:
+    """Entries are ``.npy`` bytes followed by their SHA-256: an entry cut short by a crash or altered on disk
+    is found out when read, reported, and encoded again, never scored."""
+
+    FORMAT = "v2"  # in the key: entries of another layout are never read, and get trimmed in time
+
     def __init__(self, root: Path, max_bytes: int):
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
@@ -56,7 +66,7 @@ class EmbeddingCache:
         self.misses = 0
 
     def _path(self, model_key: str, texts_key: str, layer: int) -> Path:
-        key = hashlib.sha256(f"{model_key}|{texts_key}|{layer}".encode()).hexdigest()
+        key = hashlib.sha256(f"{model_key}|{texts_key}|{layer}|{self.FORMAT}".encode()).hexdigest()
         return self.root / key[:2] / f"{key}.npy"
 
     def get(self, model_key: str, texts: list[str], layers: list[int]) -> dict[int, torch.Tensor] | None:
@@ -69,19 +79,37 @@ class EmbeddingCache:
         loaded = {}
         for layer, path in paths.items():
             try:
-                loaded[layer] = torch.from_numpy(np.load(path))
-            except (OSError, ValueError):  # trimmed or corrupted meanwhile: encode afresh
+                loaded[layer] = self._read(path, len(texts))
+            except FileNotFoundError:  # trimmed by a parallel job meanwhile
+                self.misses += 1
+                return None
+            except ValueError as exc:
+                log.warning("embedding cache: %s is damaged (%s); encoding again", path, exc)
                 self.misses += 1
                 return None
             os.utime(path)  # recently used: trimmed last
         self.hits += 1
         return loaded
 
+    @staticmethod
+    def _read(path: Path, rows: int) -> torch.Tensor:
+        data = path.read_bytes()
+        body, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:]
+        if len(data) <= DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
+            raise ValueError("checksum mismatch: cut short or altered")
+        array = np.load(io.BytesIO(body))
+        if array.ndim != 2 or array.shape[0] != rows:
+            raise ValueError(f"shape {array.shape}, expected {rows} rows")
+        return torch.from_numpy(array)
+
     def put(self, model_key: str, texts: list[str], pooled: dict[int, torch.Tensor]) -> None:
         texts_key = texts_fingerprint(texts)
         for layer, tensor in pooled.items():
+            buffer = io.BytesIO()
+            np.save(buffer, tensor.numpy())
+            body = buffer.getvalue()
             with atomic_write(self._path(model_key, texts_key, layer), "wb") as fh:
-                np.save(fh, tensor.numpy())
+                fh.write(body + hashlib.sha256(body).digest())
         self.trim()
 
     def trim(self) -> None:

@@ -15,7 +15,7 @@ from embedbench.tracking import Tracker
 def run_eval(cfg: RunConfig, out_dir: Path, run_name: str, sweep_dir: str | None) -> tuple[dict[str, float], str]:
     """(metrics, the headline metric's name)."""
     config, phases = as_dict(cfg), Phases()
-    with Tracker(cfg.logger, config, run_name, sweep_dir) as tracker:
+    with Tracker(cfg.logger, config, run_name, out_dir, sweep_dir) as tracker:
         with phases("loading"):
             tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
             model = load_scored_model(cfg, phases)

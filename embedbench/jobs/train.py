@@ -1,15 +1,22 @@
 """The train job: data -> sentence-transformers' trainer with a view objective -> save -> score -> report."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import rotate_checkpoints
 
 from embedbench import distributed
+from embedbench.atomic import disk_full
 from embedbench.composition import as_dict
 from embedbench.config import ModelKind, TrainRunConfig
 from embedbench.data.pairs import training_pairs
@@ -18,7 +25,7 @@ from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, resolve_device
 from embedbench.embedding.views import build_views
-from embedbench.errors import EmbedbenchError
+from embedbench.errors import EmbedbenchError, Preempted
 from embedbench.losses import build_objective
 from embedbench.models import encoder_model
 from embedbench.phases import Phases
@@ -27,6 +34,7 @@ from embedbench.tasks import build_tasks, score_tasks
 from embedbench.tracking import RUN_FILE, NullTracker, Tracker
 
 log = logging.getLogger("embedbench")
+CONFIG_FILE = ".embedbench_config"  # in a run folder: the fingerprint of its config, for trainer.resume=auto
 LOGGED = {"loss": "train/loss", "learning_rate": "train/learning_rate", "epoch": "train/epoch",
           "grad_norm": "train/grad_norm"}
 
@@ -49,6 +57,61 @@ class LogToTracker(TrainerCallback):
                 f"{name.removeprefix('train/')} {value:.4g}" for name, value in values.items()))
 
 
+class StopOnSignal(TrainerCallback):
+    """SIGTERM or SIGUSR1 (what Slurm sends before a preemption or the time limit): a checkpoint at the end of
+    the current step, then training stops."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._receive)
+
+    def _receive(self, signum, frame) -> None:
+        self.received = signal.Signals(signum).name
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received:
+            control.should_save = control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer(SentenceTransformerTrainer):
+    """sentence-transformers' trainer whose checkpoints are written to a staging folder and renamed into place
+    once complete: a ``checkpoint-N`` folder is whole whatever stopped the run while writing it (a full disk,
+    a kill), so a resume never reads half a checkpoint."""
+
+    def _save_checkpoint(self, model, trial):
+        final = Path(self.args.output_dir)
+        staging = final / ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.args.output_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as exc:
+            full = disk_full(exc, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            if full:
+                raise EmbedbenchError(f"{final}/checkpoint-{self.state.global_step}: no space left on device; the "
+                                      "last complete checkpoint stays, continue with trainer.resume=<run folder> "
+                                      "once there is room") from None
+            raise
+        finally:
+            self.args.output_dir = str(final)
+        for folder in staging.glob("checkpoint-*"):
+            shutil.rmtree(final / folder.name, ignore_errors=True)
+            os.replace(folder, final / folder.name)
+        staging.rmdir()
+        rotate_checkpoints(str(final), self.args.save_total_limit, self.state.best_model_checkpoint)
+
+
 class BarOnly(ProgressCallback):
     """The trainer's progress bar without its dump of the logs (LogToTracker prints them)."""
 
@@ -58,8 +121,6 @@ class BarOnly(ProgressCallback):
 
 def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker,
         resume: bool = False, sampler="no_duplicates") -> None:
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-
     t = cfg.trainer
     bf16 = device.startswith("cuda") if t.bf16 == "auto" else t.bf16
     args = SentenceTransformerTrainingArguments(
@@ -83,13 +144,34 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
         use_cpu=device == "cpu",
         disable_tqdm=False,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=objective,
-                                         callbacks=[LogToTracker(tracker, objective)])
+    stopper = StopOnSignal()
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, loss=objective,
+                      callbacks=[LogToTracker(tracker, objective), stopper])
     trainer.remove_callback(ProgressCallback)  # keeps its bar, prints logs as quoted strings; ours prints numbers
     trainer.add_callback(BarOnly)
     # resuming restores weights (in place: the objective wraps this same model), optimizer, scheduler,
     # RNG states and the position in the data order from the last checkpoint
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if stopper.received:
+        raise Preempted(f"training stopped by {stopper.received} at step {trainer.state.global_step}, its checkpoint "
+                        f"written to {out_dir / 'checkpoints'}; continue with trainer.resume=auto (or ={out_dir})")
+
+
+def fingerprint(config: dict) -> str:
+    """What makes two train runs the same run: the whole config but where to resume from."""
+    settings = {**config, "trainer": {**config["trainer"], "resume": None}}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def unfinished_run(out_dir: Path, config: dict) -> Path | None:
+    """``trainer.resume=auto``: the newest run folder of the same config that left a checkpoint and no results,
+    looked for beside this run's folder (``outputs/runs``, or the sweep's folders)."""
+    root = next((p for p in out_dir.parents if p.name in ("runs", "multirun")), out_dir.parent)
+    wanted = fingerprint(config)
+    candidates = [f.parent for f in root.glob(f"**/{CONFIG_FILE}")
+                  if f.read_text().strip() == wanted and not (f.parent / "results.json").exists()
+                  and list(f.parent.glob("checkpoints/checkpoint-*"))]
+    return max(candidates, key=lambda folder: (folder / CONFIG_FILE).stat().st_mtime, default=None)
 
 
 def resumable(folder: Path) -> tuple[Path, str]:
@@ -108,14 +190,19 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
     if cfg.model.kind == ModelKind.lexical:
         raise EmbedbenchError(f"model={cfg.model.name} has nothing to train; score it with `embedbench eval "
                               f"model={cfg.model.name}`")
-    resume_run_id = None
-    if cfg.trainer.resume:
-        out_dir, resume_run_id = resumable(Path(cfg.trainer.resume))
+    resume_run_id, config, phases = None, as_dict(cfg), Phases()
+    resume = unfinished_run(out_dir, config) if cfg.trainer.resume == "auto" else cfg.trainer.resume
+    if cfg.trainer.resume == "auto" and resume is None:
+        log.info("trainer.resume=auto: no unfinished run of this config; starting one")
+    if resume:
+        out_dir, resume_run_id = resumable(Path(resume))
+        log.info("continuing the run in %s from its last checkpoint", out_dir)
     set_seed(cfg.seed)
-    config, phases = as_dict(cfg), Phases()
-    tracker = (Tracker(cfg.logger, config, run_name, sweep_dir, out_dir / RUN_FILE, resume_run_id)
-               if distributed.is_main() else NullTracker())
+    tracker = (Tracker(cfg.logger, config, run_name, out_dir, sweep_dir, resume_run_id) if distributed.is_main()
+               else NullTracker())
     with tracker:
+        if distributed.is_main():
+            (out_dir / CONFIG_FILE).write_text(fingerprint(config))
         with phases("loading"):  # every input is read before training: a bad file costs seconds, not a run
             tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
             device = resolve_device(cfg.device)
@@ -140,10 +227,16 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
         if not distributed.is_main():
             return {}, None  # the model is saved and scored once, by rank 0
         with phases("saving"):
-            encoder.model.save(str(out_dir / "model"))
+            try:
+                encoder.model.save(str(out_dir / "model"))
+            except Exception as exc:
+                if disk_full(exc, out_dir):
+                    raise EmbedbenchError(f"{out_dir / 'model'}: no space left on device saving the trained "
+                                          "model") from None
+                raise
             encoder.saved_to(str(out_dir / "model"))
             if cfg.logger.log_model:
-                tracker.log_model(encoder.model)
+                tracker.log_model(out_dir / "model")
         model = encoder_model(encoder, views, cfg, phases)
         metrics = score_tasks(tasks, model, phases)
         metrics["train/seconds"] = train_seconds

@@ -1,4 +1,5 @@
 """The embedding cache: hits, misses, invalidation by weights/texts/precision, atomic entries, size bound."""
+import pytest
 import torch
 
 from embedbench.embedding.cache import EmbeddingCache, model_fingerprint, texts_fingerprint
@@ -43,3 +44,24 @@ def test_fingerprints_change_with_weights_precision_and_texts(encoder):
         finally:
             weight[0, 0] -= 1.0
     assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bytes flipped", "wrong shape"])
+def test_a_damaged_entry_is_reported_and_encoded_again_never_returned(tmp_path, caplog, damage):
+    cache = EmbeddingCache(tmp_path, 1 << 30)
+    cache.put("m", TEXTS, {6: torch.randn(2, 8)})
+    [path] = tmp_path.rglob("*.npy")
+    data = path.read_bytes()
+    if damage == "truncated":  # a crash mid-write, by a writer that did not publish by rename
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "bytes flipped":  # the array's numbers altered, the file's length kept
+        path.write_bytes(data[:-40] + bytes(b ^ 0xFF for b in data[-40:-32]) + data[-32:])
+    else:  # a whole, self-consistent entry of another shape under this key
+        other = EmbeddingCache(tmp_path / "other", 1 << 30)
+        other.put("m", TEXTS[:1], {6: torch.randn(1, 8)})
+        path.write_bytes(next((tmp_path / "other").rglob("*.npy")).read_bytes())
+    assert cache.get("m", TEXTS, [6]) is None
+    assert f"embedding cache: {path} is damaged" in caplog.text
+    fresh = {6: torch.randn(2, 8)}
+    cache.put("m", TEXTS, fresh)  # the run encodes again and replaces the entry
+    assert torch.equal(cache.get("m", TEXTS, [6])[6], fresh[6])

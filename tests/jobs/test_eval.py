@@ -1,17 +1,18 @@
-"""The eval job through the CLI: embeddings cached across runs, scores named after the data folder, BM25."""
+"""The eval job through the CLI: embeddings cached across runs (a damaged or unwritable cache named), scores
+named after the data folder, BM25."""
 import json
 
 import pytest
 
-from tests.helpers import results_files, run_main
+from tests.helpers import fill_disk, results_files, run_main, small_disk
 
 pytestmark = pytest.mark.slow
 
 SLICE = ["eval.max_pairs=60", "encode.batch_size=16"]
 
 
-def test_second_identical_eval_reads_the_cache(tmp_path, scifact_slice):
-    args = ["eval", f"data.root={scifact_slice}", *SLICE]
+def test_second_identical_eval_reads_the_cache(tmp_path, scifact_slice, tiny_model_path):
+    args = ["eval", f"data.root={scifact_slice}", f"model.name_or_path={tiny_model_path}", *SLICE]
     run_main(*args, cwd=tmp_path)
     run_main(*args, cwd=tmp_path)
     first, second = (json.loads(p.read_text())["metrics"] for p in results_files(tmp_path))
@@ -50,3 +51,14 @@ def test_bm25_is_scored_through_the_same_retrieval_task(tmp_path, scifact_slice)
     assert 0 < metrics["scifact/ndcg_at_10"] <= 1 and not any("/d" in k for k in metrics)
     refused = run_main("eval", "model=bm25", "eval=sts", cwd=tmp_path, check=False)
     assert refused.returncode != 0 and "model=bm25 has no embeddings" in refused.stderr
+
+
+def test_a_full_disk_for_the_embedding_cache_stops_naming_the_entry(tmp_path, tiny_model_path):
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        fill_disk(disk)
+        proc = run_main("eval", "eval=sts", "eval.max_pairs=20", f"model.name_or_path={tiny_model_path}",
+                        f"eval.cache_dir={disk}/cache", cwd=tmp_path, check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("embedbench: error:")]
+        assert proc.returncode != 0 and len(errors) == 1 and "Traceback" not in proc.stderr
+        assert f"{disk}/cache/" in errors[0] and ".npy: no space left on device" in errors[0]
+        assert not list(disk.rglob("*.npy")) and not list(disk.rglob("*.tmp"))

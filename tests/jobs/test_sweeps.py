@@ -12,19 +12,27 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import mlflow_runs, results_files, run_main
+from tests.helpers import mlflow_runs, results_files, run_cli, run_main
 
 pytestmark = pytest.mark.slow
 
 SLICE = ["eval.max_pairs=60", "encode.batch_size=16"]
 
 
+@pytest.fixture
+def tiny(tiny_model_path):
+    """Overrides for quick runs whose scores do not matter: the tiny BERT, 20 STS pairs."""
+    return [f"model.name_or_path={tiny_model_path}", "eval=sts", "eval.max_pairs=20"]
+
+
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, scifact_slice):
-    """A folder holding the store of one finished two-job sweep over the loss temperature (MRL views)."""
+def sweep(tmp_path_factory, scifact_slice, tiny_model_path):
+    """A folder holding the store of one finished two-job sweep over the loss temperature (Matryoshka views
+    of the tiny BERT: 32, 16, 8)."""
     folder = tmp_path_factory.mktemp("sweep")
-    run_main("train", "-m", "trainer=debug", "model=mrl", f"data.root={scifact_slice}", "loss.temperature=0.02,0.05",
-             *SLICE, cwd=folder)
+    run_main("train", "-m", "trainer=debug", "model=mrl", f"model.name_or_path={tiny_model_path}",
+             "model.views.dims=[32,16,8]", "model.views.weights=[1,1,1]", f"data.root={scifact_slice}",
+             "loss.temperature=0.02,0.05", *SLICE, cwd=folder)
     return folder
 
 
@@ -47,9 +55,9 @@ def test_multirun_gives_one_run_per_job_under_a_parent_that_sums_the_sweep_up(sw
     assert "loss.temperature |" in summary and all(job.info.run_id[:8] in summary for job in jobs)
     # per-view curves as one series each (step = dim), which the UI overlays across the jobs
     curve = client.get_metric_history(jobs[0].info.run_id, "scifact/ndcg_at_10/by_dim")
-    assert sorted(m.step for m in curve) == [32, 64, 128, 256, 384]
-    assert {m.step: m.value for m in curve}[64] == jobs[0].data.metrics["scifact/ndcg_at_10/d64"]
-    assert {"train/loss/full", "train/loss/d64", "train/loss/d32"} <= set(jobs[0].data.metrics)
+    assert sorted(m.step for m in curve) == [8, 16, 32]
+    assert {m.step: m.value for m in curve}[16] == jobs[0].data.metrics["scifact/ndcg_at_10/d16"]
+    assert {"train/loss/full", "train/loss/d16", "train/loss/d8"} <= set(jobs[0].data.metrics)
 
 
 def test_compare_lists_the_sweep_as_slices_best_first(sweep):
@@ -61,7 +69,7 @@ def test_compare_lists_the_sweep_as_slices_best_first(sweep):
     assert scores == sorted(scores, reverse=True)
     csv = run_main("compare", "--format", "csv", "--metrics", "scifact/ndcg_at_10*", cwd=sweep).stdout
     header = csv.splitlines()[0].split(",")
-    assert {"scifact/ndcg_at_10", "scifact/ndcg_at_10/d64", "loss.temperature", "group"} <= set(header)
+    assert {"scifact/ndcg_at_10", "scifact/ndcg_at_10/d16", "loss.temperature", "group"} <= set(header)
     assert "stsb/spearman" not in header and len(csv.splitlines()) == 3
 
 
@@ -145,10 +153,10 @@ def test_the_mlflow_ui_shows_the_sweep_its_metrics_and_the_dim_curve(sweep, brow
         ui.wait(timeout=30)
 
 
-def test_optuna_maximises_the_objective_and_the_parent_names_the_best_trial(tmp_path, scifact_slice):
+def test_optuna_maximises_the_objective_and_the_parent_names_the_best_trial(tmp_path, scifact_slice, tiny):
     run_main("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=1",
              "loss.temperature=interval(0.01,0.1)", "trainer=debug", f"data.root={scifact_slice}",
-             "sweep.objective=stsb/spearman", *SLICE, cwd=tmp_path)
+             "sweep.objective=stsb/spearman", *tiny, cwd=tmp_path)
     runs = mlflow_runs(tmp_path)
     [parent] = [r for r in runs if r.data.tags.get("embedbench.role") == "sweep"]
     trials = [r for r in runs if r is not parent]
@@ -160,20 +168,32 @@ def test_optuna_maximises_the_objective_and_the_parent_names_the_best_trial(tmp_
     assert f"best_value: {best.data.metrics['stsb/spearman']}" in result.read_text()  # Optuna saw the same
 
 
-def test_parallel_sweep_into_one_sqlite_store_records_every_job(tmp_path, scifact_slice):
-    from embedbench.tracking import ROLE_TAG
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_eight_jobs_two_at_a_time_into_one_store_lose_nothing(store, tmp_path, scifact_slice, tiny, tracking_server):
+    temperatures = [f"0.0{i}" for i in range(1, 9)]
+    logger = [f"logger.tracking_uri={tracking_server.url}", f"logger.experiment=jobs-{tmp_path.name}"] \
+        if store == "server" else []
+    # a child process, as a user runs it: the joblib workers are its own, started in its folder
+    out = run_cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer=debug",
+                  f"data.root={scifact_slice}", f"loss.temperature={','.join(temperatures)}", *tiny, *logger,
+                  cwd=tmp_path)
+    assert "database is locked" not in out.stdout + out.stderr
+    client = MlflowClient(tracking_server.url if store == "server" else f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    experiment = client.get_experiment_by_name(f"jobs-{tmp_path.name}" if store == "server" else "embedbench")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("embedbench.role") == "sweep"]
+    jobs = [r for r in runs if r is not parent]
+    assert len(jobs) == 8 and all(r.info.status == "FINISHED" for r in [parent, *jobs])
+    assert {r.data.tags.get("mlflow.parentRunId") for r in jobs} == {parent.info.run_id}
+    assert sorted(r.data.params["loss.temperature"] for r in jobs) == temperatures
+    for job in jobs:  # every metric of every job arrived
+        assert "stsb/spearman" in job.data.metrics and "train/seconds" in job.data.metrics
+        assert [m.step for m in client.get_metric_history(job.info.run_id, "train/loss")] == [1, 2, 3]
+    assert len(results_files(tmp_path)) == 8
 
-    temperatures = ["0.02", "0.05"]  # two jobs at once, both writing to the store
-    run_main("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer=debug",
-             f"data.root={scifact_slice}", f"loss.temperature={','.join(temperatures)}", cwd=tmp_path)
-    jobs = [run for run in mlflow_runs(tmp_path) if run.data.tags.get(ROLE_TAG) != "sweep"]
-    assert len(jobs) == 2 and all(run.info.status == "FINISHED" for run in jobs)
-    assert sorted(run.data.params["loss.temperature"] for run in jobs) == temperatures
-    assert len(results_files(tmp_path)) == 2
 
-
-def test_sweep_through_submitit_local_executor(tmp_path, scifact_slice):
-    run_main("train", "-m", "hydra/launcher=submitit_local", "trainer=debug", f"data.root={scifact_slice}",
+def test_sweep_through_submitit_local_executor(tmp_path, scifact_slice, tiny):
+    run_main("train", "-m", "hydra/launcher=submitit_local", "trainer=debug", f"data.root={scifact_slice}", *tiny,
              cwd=tmp_path)
     [job] = [run for run in mlflow_runs(tmp_path) if run.data.tags.get("embedbench.role") != "sweep"]
     assert job.info.status == "FINISHED" and len(results_files(tmp_path)) == 1

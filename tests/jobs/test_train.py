@@ -1,10 +1,15 @@
 """The train job through the CLI: MiniLM on a SciFact slice, a real MLflow sqlite store in a temp folder."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import mlflow_runs, results_files, run_main
+from tests.helpers import fill_disk, mlflow_runs, resize_disk, results_files, run_main, small_disk
 
 pytestmark = pytest.mark.slow
 
@@ -63,56 +68,141 @@ def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
     assert (evaluated.parent / "grid_scifact.png").stat().st_size > 1000
 
 
-def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice):
+def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice, tiny_model_path):
     timings = ("eval_s", "index_build_s", "search_qps", "seconds")
     scores = []
     for name in ("first", "second"):
-        run_main("train", "trainer=debug", f"data.root={scifact_slice}", "eval.cache=false",
-                f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+        run_main("train", "trainer=debug", f"model.name_or_path={tiny_model_path}", f"data.root={scifact_slice}",
+                 "eval.cache=false", f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
         metrics = json.loads((tmp_path / name / "results.json").read_text())["metrics"]
         scores.append({k: v for k, v in metrics.items() if not k.split("/")[1].startswith(timings)})
     assert scores[0] == scores[1] and "scifact/ndcg_at_10" in scores[0]
 
 
-def test_killed_run_resumes_to_the_same_scores_in_one_mlflow_run(tmp_path, scifact_slice):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, scifact_slice, tiny_model_path):
+    """(folder, overrides, metrics of the run uninterrupted) for runs to stop mid-training and continue."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    steps = ["train", "trainer=debug", f"model.name_or_path={tiny_model_path}", f"data.root={scifact_slice}",
+             "trainer.max_steps=40", "trainer.log_every=1", "eval.cache=false", "eval=sts", "eval.max_pairs=40"]
+    run_main(*steps, "trainer.save_every=10", f"hydra.run.dir={folder / 'straight'}", cwd=folder)
+    return folder, steps, json.loads((folder / "straight" / "results.json").read_text())["metrics"]
 
-    steps = ["train", "trainer=debug", f"data.root={scifact_slice}", "trainer.max_steps=8", "trainer.save_every=2",
-             "trainer.log_every=1", "eval.cache=false"]
-    run_main(*steps, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
 
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "embedbench", *steps, f"hydra.run.dir={killed}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+def _spawn(folder, *args):
+    return subprocess.Popen([sys.executable, "-m", "embedbench", *args], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_killed_run_resumes_to_the_same_scores_in_one_mlflow_run(interrupted):
+    folder, steps, straight = interrupted
+    killed = folder / "killed"
+    proc = _spawn(folder, *steps, "trainer.save_every=10", f"hydra.run.dir={killed}")
     deadline = time.time() + 600
-    while not (killed / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before its 4th step checkpoint"
-        time.sleep(0.1)
+    while not (killed / "checkpoints" / "checkpoint-10").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "results.json").exists()
 
-    run_main(*steps, f"trainer.resume={killed}", cwd=tmp_path)
-    straight, resumed = (json.loads((tmp_path / name / "results.json").read_text())["metrics"]
-                         for name in ("straight", "killed"))
-    for metric in ("scifact/ndcg_at_10", "stsb/spearman"):
-        assert resumed[metric] == pytest.approx(straight[metric], abs=0.002), metric
-    runs = mlflow_runs(tmp_path)
-    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
-    losses = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db").get_metric_history(
-        json.loads((killed / "results.json").read_text())["mlflow_run_id"], "train/loss")
-    assert max(m.step for m in losses) == 8  # the resumed run's steps continue the killed run's
+    run_main(*steps, "trainer.save_every=10", f"trainer.resume={killed}", cwd=folder)
+    resumed = json.loads((killed / "results.json").read_text())
+    assert resumed["metrics"]["stsb/spearman"] == pytest.approx(straight["stsb/spearman"], abs=0.002)
+    client = MlflowClient(f"sqlite:///{folder}/outputs/mlflow.db")
+    run = client.get_run(resumed["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) == 40  # one run, continued
 
 
-def test_tas_b_recipe_mines_scores_and_trains_then_reuses_the_mined_set(tmp_path, scifact_slice):
+def test_a_preempted_run_checkpoints_exits_for_requeue_and_resume_auto_continues_it(interrupted):
+    """SIGTERM, as Slurm sends before preempting a job or at its time limit (SIGUSR1 takes the same path)."""
+    folder, steps, straight = interrupted
+    proc = _spawn(folder, *steps)  # no periodic checkpoints: the signal's is the only one
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        if "step 10/40" in line:
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 75, "".join(output[-20:])  # EX_TEMPFAIL: requeue me
+    stopped = [line for line in output if line.startswith("embedbench: stopped:")]
+    assert len(stopped) == 1 and "training stopped by SIGTERM at step" in stopped[0]
+    [run_dir] = [p.parents[1] for p in (folder / "outputs" / "runs").rglob("checkpoints/checkpoint-*")]
+    step = int(next(run_dir.glob("checkpoints/checkpoint-*")).name.split("-")[1])
+    assert 10 <= step < 40 and not (run_dir / "results.json").exists()
+    run_id = (run_dir / ".mlflow_run_id").read_text().strip()
+    client = MlflowClient(f"sqlite:///{folder}/outputs/mlflow.db")
+    assert client.get_run(run_id).info.status == "KILLED"
+
+    # the requeued job: the same command with trainer.resume=auto finds it and continues it
+    out = run_main(*steps, "trainer.resume=auto", cwd=folder).stdout
+    assert f"continuing the run in {run_dir}" in out
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["mlflow_run_id"] == run_id and client.get_run(run_id).info.status == "FINISHED"
+    assert resumed["metrics"]["stsb/spearman"] == pytest.approx(straight["stsb/spearman"], abs=0.002)
+    assert sorted(m.step for m in client.get_metric_history(run_id, "train/loss")) == list(range(1, 41))
+
+
+def test_the_signal_handler_asks_for_a_checkpoint_at_the_end_of_the_step(tmp_path):
+    from transformers import TrainerControl
+
+    from embedbench.jobs.train import StopOnSignal
+
+    stopper, control = StopOnSignal(), TrainerControl()
+    before = signal.getsignal(signal.SIGUSR1)
+    stopper.on_train_begin(None, None, control)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    stopper.on_step_end(None, None, control)
+    stopper.on_train_end(None, None, control)
+    assert stopper.received == "SIGUSR1" and control.should_save and control.should_training_stop
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_a_full_disk_while_checkpointing_stops_naming_the_checkpoint_and_the_run_resumes(tmp_path, scifact_slice,
+                                                                                        tiny_model_path):
+    with small_disk(tmp_path / "disk", "20m") as disk:  # one checkpoint of the tiny model (~12 MB) fits, not two
+        steps = ["train", "trainer=debug", f"model.name_or_path={tiny_model_path}", f"data.root={scifact_slice}",
+                 "trainer.max_steps=4", "trainer.save_every=1", "eval=sts", "eval.max_pairs=20",
+                 f"hydra.run.dir={disk / 'run'}"]
+        proc = run_main(*steps, cwd=tmp_path, check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("embedbench: error:")]
+        assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-2000:]
+        assert f"{disk / 'run' / 'checkpoints'}/checkpoint-2: no space left on device" in errors[0]
+        assert "Traceback" not in proc.stderr
+        checkpoints = sorted(p.name for p in (disk / "run" / "checkpoints").iterdir())
+        assert checkpoints == ["checkpoint-1"]  # whole; the half-written one is gone
+        json.loads((disk / "run" / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())
+        [failed] = mlflow_runs(tmp_path)
+        assert failed.info.status == "FAILED" and "no space left" in failed.data.tags["embedbench.error"]
+
+        resize_disk(disk, "80m")  # room again
+        run_main(*steps, f"trainer.resume={disk / 'run'}", cwd=tmp_path)
+        assert (disk / "run" / "results.json").is_file()
+        [run] = mlflow_runs(tmp_path)
+        losses = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db").get_metric_history(run.info.run_id,
+                                                                                              "train/loss")
+        # step 2 ran twice: once before the disk filled while checkpointing it, once after the resume
+        assert run.info.status == "FINISHED" and {m.step for m in losses} == {1, 2, 3, 4}
+
+
+def test_a_full_disk_while_storing_mined_negatives_stops_naming_the_file(tmp_path, scifact_slice, tiny_model_path):
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        fill_disk(disk)
+        proc = run_main("train", "trainer=debug", f"model.name_or_path={tiny_model_path}",
+                        f"data.root={scifact_slice}", "data.negatives=mined", f"data.mining.model={tiny_model_path}",
+                        f"data.mining.store={disk}", "eval=sts", cwd=tmp_path, check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("embedbench: error:")]
+        assert proc.returncode != 0 and len(errors) == 1 and "Traceback" not in proc.stderr
+        assert f"{disk}/scifact-" in errors[0] and ".jsonl: no space left on device" in errors[0]
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # nothing half-written
+
+
+def test_tas_b_recipe_mines_scores_and_trains_then_reuses_the_mined_set(tmp_path, scifact_slice, tiny_model_path):
     """The whole distillation path through the CLI: mined negatives, BM25 teacher, TAS-B batches, Margin-MSE."""
     args = ["train", "experiment=recipe_tas_b", f"data.root={scifact_slice}", "trainer.max_steps=2",
-             "trainer.batch_size=8", "trainer.max_examples=24", "data.tas_balanced.clusters=3",
-            "logger.log_model=false", "eval.max_queries=10"]
+            "trainer.batch_size=8", "trainer.max_examples=24", "data.tas_balanced.clusters=3",
+            "logger.log_model=false", "eval.max_queries=10", f"model.name_or_path={tiny_model_path}",
+            f"data.mining.model={tiny_model_path}", "model.views.dims=[32,16]", "model.views.weights=[1,1]"]
     first = run_main(*args, cwd=tmp_path)
     log = first.stdout + first.stderr  # Hydra's log handler writes to stdout
     assert "hard negatives: 24 pairs mined" in log and "teacher scores: 24 rows scored by bm25" in log
@@ -125,5 +215,5 @@ def test_tas_b_recipe_mines_scores_and_trains_then_reuses_the_mined_set(tmp_path
     runs = mlflow_runs(tmp_path)
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     assert runs[0].data.params["loss.name"] == "margin_mse" and runs[0].data.params["data.sampler"] == "tas_balanced"
-    assert 0 <= runs[0].data.metrics["scifact/ndcg_at_10/d64"] <= 1 and runs[0].data.metrics["train/seconds"] > 0
+    assert 0 <= runs[0].data.metrics["scifact/ndcg_at_10/d16"] <= 1 and runs[0].data.metrics["train/seconds"] > 0
 

@@ -28,7 +28,8 @@ commands:
   log RUN_FOLDER [logger.tracking_uri=URI]
                                send what a run kept while its tracking server was away
 
-train and eval take --config-dir DIR: DIR's model/, data/, eval/, experiment/ YAMLs beside the shipped ones.
+train and eval take --config-dir DIR ($EMBEDBENCH_CONFIG_DIR): DIR's model/, data/, eval/, experiment/ YAMLs
+beside the shipped ones (docs/custom-tasks.md).
 
 examples:
   embedbench eval
@@ -37,6 +38,7 @@ examples:
   embedbench compare
 """
 MULTIRUN = {"-m", "--multirun"}
+CONFIG_DIR_VARIABLE = "EMBEDBENCH_CONFIG_DIR"
 HYDRA_INFO = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
 
 
@@ -144,13 +146,14 @@ def check_before_launch(command: str, args: list[str], config_dir: str | None) -
         check_server(uri, experiment)
 
 
-def config_dir_of(args: list[str]) -> str | None:
+def config_dir_of(args: list[str], environment: bool = True) -> str | None:
+    """The user's config folder: --config-dir, else (``environment``) $EMBEDBENCH_CONFIG_DIR."""
     for i, arg in enumerate(args):
         if arg in ("--config-dir", "-cd") and i + 1 < len(args):
             return args[i + 1]
         if arg.startswith("--config-dir="):
             return arg.split("=", 1)[1]
-    return None
+    return os.environ.get(CONFIG_DIR_VARIABLE) or None if environment else None
 
 
 def distributed_overrides(command: str, args: list[str], config_dir: str | None) -> list[str]:
@@ -174,9 +177,12 @@ def run_job(command: str, args: list[str]) -> None:
 
     keep_freed_memory()
     register()  # the schemas the YAMLs' defaults lists name
-    config_dir = config_dir_of(args)
+    flagged, config_dir = config_dir_of(args, environment=False), config_dir_of(args)
     if config_dir and not Path(config_dir).is_dir():
-        fail(f"--config-dir {config_dir}: no such folder")
+        fail(f"--config-dir {config_dir}: no such folder" if flagged else
+             f"${CONFIG_DIR_VARIABLE}={config_dir}: no such folder")
+    if config_dir and not flagged:
+        args = ["--config-dir", config_dir, *args]  # from the environment: Hydra takes it as a flag only
     if not HYDRA_INFO & set(args):
         check_before_launch(command, args, config_dir)
     if distributed.world_size() > 1:
@@ -200,7 +206,7 @@ def compare(args: list[str]) -> None:
     parser.add_argument("--all", action="store_true", help="also FAILED and unfinished runs, with their status")
     flags = parser.parse_args(args)
     given = [a for a in [flags.experiment, *flags.overrides] if a]
-    cfg = compose_config("eval", [a for a in given if "=" in a])
+    cfg = compose_config("eval", [a for a in given if "=" in a], config_dir_of([]))
     positional = [a for a in given if "=" not in a]
 
     from embedbench.compare import compare as compare_runs
@@ -215,7 +221,7 @@ def ui(args: list[str]) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", default="5000")
     flags, overrides = parser.parse_known_args(args)
-    cfg = compose_config("eval", overrides)
+    cfg = compose_config("eval", overrides, config_dir_of([]))
 
     from mlflow.tracking import MlflowClient
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 from omegaconf import MISSING, OmegaConf
 
@@ -160,13 +160,23 @@ class TasBalancedConfig:
 
 
 @dataclass
-class DataConfig:
+class CollectionConfig:
+    """A retrieval collection (BEIR layout): where it is, where it comes from, and how it is scored."""
     name: str = MISSING  # metric prefix of the retrieval task scored on it
-    format: DataFormat = DataFormat.beir
     root: str | None = None  # a BEIR folder; null: $EMBEDBENCH_DATA/beir/<name>, else `url` (cached)
     url: str | None = None
-    train_split: str = "train"
+    md5: str | None = None  # the archive's published checksum; null: taken as it comes
+    hub: str | None = None  # instead of a folder: a Hugging Face dataset (corpus, queries, qrels configs)
+    revision: str | None = None  # the hub dataset's commit
+    subsets: List[str] = field(default_factory=list)  # folders in root scored one by one, then averaged
     eval_split: str = "test"
+    ignore_identical_ids: bool = False  # queries sit in the corpus: a document with the query's id is no hit
+
+
+@dataclass
+class DataConfig(CollectionConfig):
+    format: DataFormat = DataFormat.beir
+    train_split: str = "train"
     negatives: Negatives | None = None  # null: in-batch negatives only
     mining: MiningConfig = field(default_factory=MiningConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # needs negatives=mined
@@ -201,9 +211,10 @@ class TaskConfig:
 class RetrievalTaskConfig(TaskConfig):
     type: str = "retrieval"
     metrics: List[str] = field(default_factory=lambda: ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"])
-    root: str | None = None  # a BEIR folder of its own; null: the one data= names
-    split: str | None = None  # null: data.eval_split
-    ignore_identical_ids: bool = False  # drop a document whose id is the query's (queries inside the corpus)
+    data: CollectionConfig | None = None  # a collection of its own (`- /data@tasks.<key>.data: nfcorpus`); null: data=
+    root: str | None = None  # a BEIR folder of its own; null: the data's
+    split: str | None = None  # null: the data's eval_split
+    ignore_identical_ids: bool | None = None  # null: the data's
 
 
 @dataclass
@@ -215,21 +226,54 @@ class RerankingTaskConfig(TaskConfig):
     split: str | None = None
 
 
+class TableFormat(Choice):
+    csv = "csv"
+    tsv = "tsv"  # tab-separated, no quoting
+    jsonl = "jsonl"
+
+
+Column = Union[str, int]  # a header name, or a 0-based position
+
+
 @dataclass
-class STSTaskConfig(TaskConfig):
+class Download:
+    """Where a task's file comes from when it is found nowhere locally; the file is checked against the hash."""
+    url: str = MISSING
+    sha256: str = MISSING
+
+
+@dataclass
+class TableTaskConfig(TaskConfig):
+    """A task read from table files: csv / tsv / jsonl, columns by name (a header) or position (none)."""
+    format: TableFormat | None = None  # null: from the extension (.csv, .tsv / .txt, .jsonl)
+    header: bool | None = None  # null: a header line exactly when a column is given by name
+    download: Dict[str, Download] = field(default_factory=dict)  # file key (path, train, ...) -> its source
+
+    def __post_init__(self) -> None:
+        files = [f for f in ("path", "train", "test", "texts", "labels") if hasattr(self, f)]
+        unknown = [key for key in self.download if key not in files]
+        if unknown:
+            raise EmbedbenchError(f"download.{unknown[0]}: not a file of a {self.type} task ({', '.join(files)})")
+
+
+@dataclass
+class STSTaskConfig(TableTaskConfig):
     type: str = "sts"
-    path: str = MISSING  # STS Benchmark layout; absolute, or relative to $EMBEDBENCH_DATA
+    path: str = MISSING  # absolute, or relative to $EMBEDBENCH_DATA
+    text1_column: Column = 5  # STS Benchmark's layout: genre, file, year, id, score, sentence1, sentence2
+    text2_column: Column = 6
+    score_column: Column = 4
     min_score: float = 0.0
     max_score: float = 5.0
 
 
 @dataclass
-class ClassificationTaskConfig(TaskConfig):
+class ClassificationTaskConfig(TableTaskConfig):
     type: str = "classification"
     train: str = MISSING
     test: str = MISSING
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: Column = "text"
+    label_column: Column = "label"
     n_experiments: int = 10  # mteb's v1 protocol
     samples_per_label: int = 8
     max_iter: int = 100
@@ -237,13 +281,13 @@ class ClassificationTaskConfig(TaskConfig):
 
 
 @dataclass
-class ClusteringTaskConfig(TaskConfig):
+class ClusteringTaskConfig(TableTaskConfig):
     type: str = "clustering"
     path: str | None = None  # a labelled table; or texts + labels, line-aligned files
     texts: str | None = None
     labels: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: Column = "text"
+    label_column: Column = "label"
     sample: int | None = None  # a label-stratified sample of this many texts (mteb's fast protocol)
     rounds: int = 10
     round_size: int = 16384
@@ -251,17 +295,18 @@ class ClusteringTaskConfig(TaskConfig):
     seed: int = 42
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.path and not (self.texts and self.labels):
             raise EmbedbenchError("give path (a labelled table) or texts + labels (line-aligned files)")
 
 
 @dataclass
-class PairClassificationTaskConfig(TaskConfig):
+class PairClassificationTaskConfig(TableTaskConfig):
     type: str = "pair_classification"
     path: str = MISSING
-    text1_column: str = "sentence1"
-    text2_column: str = "sentence2"
-    label_column: str = "label"
+    text1_column: Column = "sentence1"
+    text2_column: Column = "sentence2"
+    label_column: Column = "label"  # 0 / 1
 
 
 TASK_SCHEMAS = {schema.type: schema for schema in (

@@ -7,8 +7,7 @@ its whole protocol (splits, sampling, seeds, metrics) on exactly the texts embed
 from __future__ import annotations
 
 from embedbench.data.beir import BeirDataset
-from embedbench.data.sts import ScoredPairs
-from embedbench.data.tables import LabelledPairs, LabelledTexts
+from embedbench.data.tables import LabelledPairs, LabelledTexts, ScoredPairs
 
 
 def local_task(base, task_type: str, main_score: str, load, **attributes):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from embedbench.data.beir import load_beir, resolve_root, subsample
-from embedbench.data.sts import read_sts
+from embedbench.data.tables import read_sts_benchmark
 from embedbench.embedding.encoder import LayerEncoder, load_model, resolve_batch_size
 from embedbench.retrieval.index import search
 from embedbench.tasks.retrieval import retrieval_metrics
@@ -64,7 +64,8 @@ def main() -> None:
 
     ds = subsample(load_beir("scifact", resolve_root("scifact", None), "test"), None, args.docs)
     qids, doc_ids = list(ds.queries), list(ds.corpus)
-    sts = read_sts(Path(os.environ.get("EMBEDBENCH_DATA", "../shared/data")) / "sts/stsbenchmark/sts-test.csv")
+    sts = read_sts_benchmark(Path(os.environ.get("EMBEDBENCH_DATA", "../shared/data")) / "sts/stsbenchmark"
+                             / "sts-test.csv")
     model = load_model("default", "cpu")
     encoder = LayerEncoder(model)
     layers, hidden = encoder.n_layers, encoder.hidden_size

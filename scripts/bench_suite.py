@@ -20,8 +20,7 @@ from pathlib import Path
 
 from embedbench.data.beir import load_beir, resolve_root
 from embedbench.data.files import data_file
-from embedbench.data.sts import read_sts
-from embedbench.data.tables import read_labelled, read_labelled_pairs, read_line_aligned
+from embedbench.data.tables import read_labelled, read_labelled_pairs, read_line_aligned, read_sts_benchmark
 from embedbench.embedding.encoder import load_model
 from embedbench.tasks.classification import label_ids
 
@@ -31,7 +30,7 @@ def mteb_tasks() -> dict:
     from embedbench import mteb_reference as ref
 
     scifact = load_beir("scifact", resolve_root("scifact", None), "test")
-    sts = read_sts(data_file("sts/stsbenchmark/sts-test.csv", "sts"))
+    sts = read_sts_benchmark(data_file("sts/stsbenchmark/sts-test.csv", "sts"))
     banking = [read_labelled(data_file(f"classification/banking77/{s}.csv", s), "text", "category")
                for s in ("train", "test")]
     so = read_line_aligned(data_file("clustering/stackoverflow/StackOverflow.txt", "so"),

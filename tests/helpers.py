@@ -169,3 +169,52 @@ def fill_disk(folder: Path) -> None:
             with contextlib.suppress(OSError):
                 while True:
                     fh.write(b"\0" * size)
+
+
+class FileServer:
+    """Files of a folder over HTTP on 127.0.0.1, as a download source serves them: Content-Length, range
+    requests (206), and, for the tests of interrupted transfers, a cut after ``cut_after`` bytes (once).
+    ``requests`` records each request's path and Range header."""
+
+    def __init__(self, folder: Path, cut_after: int | None = None):
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                path = folder / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                if start >= len(body) and start:
+                    self.send_error(416)
+                    return
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(body[start:start + server.cut_after])
+                    server.cut_after = None
+                    return  # the connection closes short of Content-Length
+                self.wfile.write(body[start:])
+
+            def log_message(self, *args):
+                pass
+
+        self.cut_after, self.requests = cut_after, []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

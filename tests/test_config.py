@@ -9,6 +9,7 @@ from embedbench import config
 from embedbench.cli import CONF_DIR, compose_config
 from embedbench.composition import load
 from embedbench.errors import EmbedbenchError
+from tests.helpers import REPO
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir()
           if g.is_dir() and g.name not in ("experiment", "hydra")}
@@ -101,7 +102,7 @@ BAD = {  # overrides: the one line they must give
     "mistyped number": (["trainer.epochs=one"], "trainer.epochs=one: expected a number"),
     "misspelt key added with +": (["+trainer.epoch=2"], "trainer.epoch: unknown key (trainer takes batch_size,"),
     "unknown key in a task": (["eval=beir", "+eval.tasks.beir.rooot=/tmp"],
-                              "eval.tasks.beir.rooot: unknown key (eval.tasks.beir takes ignore_identical_ids, "
+                              "eval.tasks.beir.rooot: unknown key (eval.tasks.beir takes data, ignore_identical_ids, "
                               "metrics, name, root, split, type); did you mean eval.tasks.beir.root?"),
     "unknown choice": (["model=mrll"], "model=mrll: no such option; choose one of 2dmse, bm25, minilm"),
     "unknown enum value": (["encode.precision=fp16"], "encode.precision=fp16: choose one of auto, fp32, bf16"),
@@ -174,3 +175,21 @@ def test_no_option_restates_a_schema_default(path):
         else:
             default = OmegaConf.select(base, f"{group}.{key}", default=None)
         assert value is None or value != default, f"{path}: {key}: {value} is the schema's default"
+
+
+def test_every_example_of_the_custom_tasks_guide_composes(tmp_path):
+    """Each YAML of docs/custom-tasks.md, saved where its first line says, composes and loads typed."""
+    guide = (REPO / "docs" / "custom-tasks.md").read_text()
+    examples = re.findall(r"```yaml\n# ~/my_conf/(\w+)/(\w+)\.yaml\n(.*?)```", guide, re.S)
+    assert len(examples) == 7
+    for group, name, text in examples:
+        (tmp_path / group).mkdir(exist_ok=True)
+        (tmp_path / group / f"{name}.yaml").write_text(text)
+    for group, name, _ in examples:
+        extra = ["eval=collections"] if group == "data" else []
+        typed = load(compose_config("eval", [f"{group}={name}", *extra], str(tmp_path)))
+        assert typed.eval.tasks or typed.data.name == name
+    forums = load(compose_config("eval", ["data=forums"], str(tmp_path))).data
+    assert forums.subsets == ["cooking", "travel"] and forums.md5.startswith("0123")
+    sick = load(compose_config("eval", ["eval=sick"], str(tmp_path))).eval.tasks["sick"]
+    assert (sick.text1_column, sick.score_column, sick.min_score) == ("sentence_A", "relatedness_score", 1)

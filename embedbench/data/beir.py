@@ -1,7 +1,7 @@
 """BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
 
-Where a folder comes from: ``data.root`` if set, else ``$EMBEDBENCH_DATA/beir/<name>``,
-else the official BEIR zip downloaded into a cache.
+Where a folder comes from: ``data.root`` if set, else ``$EMBEDBENCH_DATA/beir/<name>``, else the cache, where
+the archive at ``data.url`` (the official BEIR zip) is downloaded, checked against its md5 and unpacked.
 """
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import csv
 import json
 import os
 import random
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedbench.data.download import cache_dir, fetch, unpack
 from embedbench.data.files import jsonl_records
 from embedbench.errors import EmbedbenchError, at
 
@@ -35,11 +33,8 @@ class BeirDataset:
         return f"{title} {doc['text']}".strip() if title else doc["text"].strip()
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("EMBEDBENCH_CACHE", Path.home() / ".cache" / "embedbench"))
-
-
-def resolve_root(name: str, root: str | None, url: str | None = None, key: str = "data.root") -> Path:
+def resolve_root(name: str, root: str | None, url: str | None = None, md5: str | None = None,
+                 key: str = "data.root") -> Path:
     if root:
         path = Path(root).expanduser()
         if not path.is_dir():
@@ -55,35 +50,18 @@ def resolve_root(name: str, root: str | None, url: str | None = None, key: str =
     else:
         looked.append("$EMBEDBENCH_DATA/beir (not set)")
     cached = cache_dir() / "beir" / name
-    if (cached / "corpus.jsonl").is_file():
+    if cached.is_dir():  # published whole, by one rename
         return cached
     looked.append(str(cached))
-    return download(name, url or BEIR_URL.format(name=name), cached, looked)
-
-
-def download(name: str, url: str, target: Path, looked: list[str]) -> Path:
-    """Fetch and unpack a BEIR zip; the folder appears only once complete. ``looked``: the places searched
-    before, named in the error if the download fails too."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    archive = target.parent / f".{name}.zip.part"
+    url = url or BEIR_URL.format(name=name)
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(archive, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-    except (urllib.error.URLError, OSError) as exc:
-        archive.unlink(missing_ok=True)
-        raise EmbedbenchError(
-            f"data {name}: not in {', '.join(looked)}, and the download from {url} failed ({exc}); "
-            f"set data.root=<folder> or EMBEDBENCH_DATA=<folder holding beir/{name}>") from exc
-    staging = target.parent / f".{name}.unpack"
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(staging)
+        archive = fetch(url, cached.with_name(f"{name}.zip"), "md5", md5)
+    except EmbedbenchError as exc:
+        raise EmbedbenchError(f"data {name}: not in {', '.join(looked)}, and {exc}; set data.root=<folder> or "
+                              f"EMBEDBENCH_DATA=<folder holding beir/{name}>") from None
+    unpack(archive, cached)
     archive.unlink()
-    inner = next((p.parent for p in staging.rglob("corpus.jsonl")), None)
-    if inner is None:
-        raise EmbedbenchError(f"{url}: archive holds no corpus.jsonl")
-    inner.rename(target)
-    return target
+    return cached
 
 
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
@@ -152,6 +130,17 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     if missing:
         raise at(path, None, f"{len(missing)} judged queries have no candidates, e.g. {missing[0]!r}")
     return candidates
+
+
+def load_collection(collection, split: str, key: str = "data", root: Path | None = None) -> BeirDataset:
+    """``split`` of a :class:`embedbench.config.CollectionConfig`: its folder (``root`` if given, e.g. one of
+    its subsets), or its Hugging Face dataset."""
+    if collection.hub and root is None:
+        from embedbench.data.hub import load_hub
+
+        return load_hub(collection.name, collection.hub, collection.revision, split, f"{key}.hub")
+    root = root or resolve_root(collection.name, collection.root, collection.url, collection.md5, f"{key}.root")
+    return load_beir(collection.name, root, split)
 
 
 def load_beir(name: str, root: Path, split: str) -> BeirDataset:

@@ -1,4 +1,5 @@
-"""Locating data files given relative to $EMBEDBENCH_DATA, and reading JSON-lines records."""
+"""Locating data files (the working folder, $EMBEDBENCH_DATA, the download cache), and reading JSON-lines
+records."""
 from __future__ import annotations
 
 import json
@@ -6,22 +7,33 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from embedbench.data.download import cache_dir, fetch
 from embedbench.errors import EmbedbenchError, at
 
 
-def data_file(path: str, key: str) -> Path:
-    """An absolute path as it is; a relative one from the working folder, else from $EMBEDBENCH_DATA. A file
-    found nowhere stops with one line naming every place looked in."""
+def data_file(path: str, key: str, source=None) -> Path:
+    """An absolute path as it is; a relative one from the working folder, else from $EMBEDBENCH_DATA, else
+    from the cache, where ``source`` (a :class:`embedbench.config.Download` of a file of the same name) is
+    fetched to. A file found nowhere stops with one line naming every place looked in."""
     candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        if not candidate.exists():
-            raise EmbedbenchError(f"{key}={path}: file not found")
+    if candidate.exists():
         return candidate
     root = os.environ.get("EMBEDBENCH_DATA")
-    shared = Path(root).expanduser() / candidate if root else None
+    shared = Path(root).expanduser() / candidate if root and not candidate.is_absolute() else None
     if shared and shared.exists():
         return shared
-    places = [str(candidate.resolve()), str(shared) if shared else "$EMBEDBENCH_DATA (not set)"]
+    places = [str(candidate.resolve())]
+    if not candidate.is_absolute():
+        places.append(str(shared) if shared else "$EMBEDBENCH_DATA (not set)")
+    # the source is the shipped file's: a path pointed elsewhere (absolute, or another file name) never gets it
+    if source is not None and not candidate.is_absolute() and candidate.name == Path(source.url).name:
+        cached = cache_dir() / "files" / candidate
+        if cached.exists():  # published only once its hash checked out
+            return cached
+        try:
+            return fetch(source.url, cached, "sha256", source.sha256)
+        except EmbedbenchError as exc:
+            raise EmbedbenchError(f"{key}={path}: not in {' or '.join(places)}, and {exc}") from None
     raise EmbedbenchError(f"{key}={path}: file not found in {' or '.join(places)}; give an absolute path or set "
                           "EMBEDBENCH_DATA=<data folder>")
 

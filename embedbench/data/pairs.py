@@ -10,9 +10,9 @@ from __future__ import annotations
 from datasets import Dataset
 
 from embedbench.config import DataConfig, EncodeConfig
-from embedbench.data.beir import BeirDataset, load_beir, resolve_root
+from embedbench.data.beir import BeirDataset, load_collection
 from embedbench.data.files import data_file, jsonl_records
-from embedbench.data.sts import read_sts
+from embedbench.data.tables import read_sts_benchmark
 from embedbench.embedding.cache import EmbeddingCache
 from embedbench.errors import EmbedbenchError, at
 
@@ -34,7 +34,7 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
 
 def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
     """STS-style pairs, gold scores scaled to 0..1 (CoSENT and AnglE only use their order)."""
-    pairs = read_sts(data_file(data_cfg.train, "data.train"), max_score=data_cfg.max_score)
+    pairs = read_sts_benchmark(data_file(data_cfg.train, "data.train"), max_score=data_cfg.max_score)
     n = max_examples or len(pairs.scores)
     return Dataset.from_dict({"sentence1": pairs.sentences1[:n], "sentence2": pairs.sentences2[:n],
                               "label": [score / data_cfg.max_score for score in pairs.scores[:n]]})
@@ -66,8 +66,7 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
 
 def judged_pairs(data_cfg, max_examples: int | None) -> tuple[BeirDataset, list[tuple[str, str]]]:
     """The train split and its (query id, relevant doc id) pairs, every positive judgement."""
-    root = resolve_root(data_cfg.name, data_cfg.root, data_cfg.url)
-    ds = load_beir(data_cfg.name, root, data_cfg.train_split)
+    ds = load_collection(data_cfg, data_cfg.train_split)
     pairs = [(qid, doc_id) for qid, docs in ds.qrels.items() for doc_id, grade in docs.items() if grade > 0]
     pairs = pairs[:max_examples] if max_examples else pairs
     if not pairs:

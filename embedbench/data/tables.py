@@ -1,7 +1,11 @@
-"""Labelled texts and labelled pairs from table files: csv (quoted, header), tsv / txt (tab, header,
-no quoting: sentences carry quote characters), jsonl; or two line-aligned text files.
+"""Texts, labels and scores from table files, with the columns a task reads mapped by name or position.
 
-Every error names the file and line, and empty splits are refused before any encoding.
+A file is csv (quoted fields), tsv (tab-separated, no quoting: sentences carry quote characters) or jsonl;
+its format comes from the extension (``.txt`` is tab-separated) unless the task says. Columns given by name
+mean the first line is the header; columns given by position (0-based) mean there is none, unless the
+task says otherwise. Whatever does not fit (a short row, a score that is no number, a text column that
+holds numbers or a handful of labels, a label column that holds free text) stops with one line naming the
+file, the line and the column: a wrong column never becomes a score.
 """
 from __future__ import annotations
 
@@ -12,6 +16,16 @@ from pathlib import Path
 
 from embedbench.data.files import jsonl_records
 from embedbench.errors import at
+
+Column = str | int  # a header name, or a 0-based position
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    format: str | None = None  # csv / tsv / jsonl; None: from the extension
+    header: bool | None = None  # None: a header exactly when a column is given by name
 
 
 @dataclass
@@ -27,37 +41,163 @@ class LabelledPairs:
     labels: list[int]  # 1: same meaning, 0: not
 
 
-def rows(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, {column: value}) for each record, checking that the named columns are there."""
+@dataclass
+class ScoredPairs:
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: list[float]
+
+
+def file_format(path: Path, layout: Layout) -> str:
+    if layout.format:
+        return layout.format
+    if path.suffix.lower() not in FORMATS:
+        raise at(path, None, f"cannot tell the format from the extension {path.suffix!r}: set format "
+                             f"({', '.join(sorted(set(FORMATS.values())))})")
+    return FORMATS[path.suffix.lower()]
+
+
+def read_columns(path, columns: dict[str, Column],
+                 layout: Layout = Layout()) -> tuple[dict[str, list[str]], list[int]]:
+    """Each role's column as strings (``{"text": [...], "label": [...]}``) and each row's line number."""
     path = Path(path)
-    if path.suffix == ".jsonl":
-        yield from ((n, {c: str(r[c]) for c in columns}) for n, r in jsonl_records(path, tuple(columns)))
+    values: dict[str, list[str]] = {role: [] for role in columns}
+    lines = []
+    for lineno, row in _rows(path, columns, layout):
+        lines.append(lineno)
+        for role, value in row.items():
+            values[role].append(value)
+    if not lines:
+        raise at(path, None, "no rows")
+    return values, lines
+
+
+def _rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
+    kind = file_format(path, layout)
+    if kind == "jsonl":
+        positional = [c for c in columns.values() if isinstance(c, int)]
+        if positional:
+            raise at(path, None, f"column {positional[0]}: a jsonl file's columns are named, not numbered")
+        for lineno, record in jsonl_records(path, tuple(columns.values())):
+            yield lineno, {role: _text(record[name]) for role, name in columns.items()}
         return
     if not path.is_file():
         raise at(path, None, "file not found")
+    header = layout.header if layout.header is not None else any(isinstance(c, str) for c in columns.values())
     with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: MRPC starts with a BOM
-        tabbed = path.suffix in (".tsv", ".txt")
-        reader = csv.DictReader(fh, delimiter="\t" if tabbed else ",",
-                                quoting=csv.QUOTE_NONE if tabbed else csv.QUOTE_MINIMAL)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise at(path, 1, f"header has no column {missing[0]!r} (columns: {reader.fieldnames})")
-        start = 2
-        for record in reader:
-            if None in record.values() or None in record:
-                raise at(path, start, f"expected {len(reader.fieldnames)} fields")
-            yield start, record
-            start = reader.line_num + 1
+        reader = (csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if kind == "tsv" else csv.reader(fh))
+        start, index = 1, None
+        for row in reader:
+            lineno, start = start, reader.line_num + 1
+            if not any(field.strip() for field in row):
+                continue
+            if index is None:
+                index = _positions(path, columns, row if header else None)
+                if header:
+                    continue
+            wanted = max(index.values()) + 1
+            if len(row) < wanted:
+                raise at(path, lineno, f"{len(row)} field(s); column {_label(columns, index, wanted - 1)} "
+                                       f"needs at least {wanted}")
+            yield lineno, {role: row[i] for role, i in index.items()}
 
 
-def read_labelled(path, text_column: str = "text", label_column: str = "label") -> LabelledTexts:
-    out = LabelledTexts([], [])
-    for _, record in rows(path, [text_column, label_column]):
-        out.texts.append(record[text_column])
-        out.labels.append(record[label_column])
-    if not out.texts:
-        raise at(path, None, "no rows")
-    return out
+def _positions(path: Path, columns: dict[str, Column], names: list[str] | None) -> dict[str, int]:
+    index = {}
+    for role, column in columns.items():
+        if isinstance(column, int):
+            index[role] = column
+        elif names is None:
+            raise at(path, None, f"column {column!r} is a name, but the file is read without a header")
+        elif column not in names:
+            raise at(path, 1, f"header has no column {column!r} (columns: {', '.join(names)})")
+        else:
+            index[role] = names.index(column)
+    return index
+
+
+def _label(columns: dict[str, Column], index: dict[str, int], position: int) -> str:
+    return next(repr(columns[role]) for role, i in index.items() if i == position)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_text(path, column: Column, values: list[str], lines: list[int]) -> None:
+    """Text columns hold text: not only numbers, not a few labels repeated (a column mapped one off)."""
+    numeric = [i for i, v in enumerate(values) if _is_number(v.strip())]
+    if len(numeric) == len(values):
+        raise at(path, lines[0], f"text column {column!r} holds numbers ({values[0]!r}): map it to the text")
+    distinct = len(set(values))
+    if len(values) >= 20 and distinct * 10 <= len(values):
+        raise at(path, lines[0], f"text column {column!r} holds {distinct} distinct values over {len(values)} "
+                                 f"rows ({values[0]!r}, ...): labels, not text")
+
+
+def check_labels(path, column: Column, values: list[str], lines: list[int]) -> None:
+    """Label columns name a class: a column of nearly all-distinct values is text mapped as labels."""
+    distinct = len(set(values))
+    if len(values) >= 20 and distinct * 2 > len(values):
+        raise at(path, lines[0], f"label column {column!r} holds {distinct} distinct values over {len(values)} "
+                                 f"rows ({values[0]!r}, ...): text, not labels")
+
+
+def read_labelled(path, text_column: Column = "text", label_column: Column = "label",
+                  layout: Layout = Layout()) -> LabelledTexts:
+    values, lines = read_columns(path, {"text": text_column, "label": label_column}, layout)
+    check_text(path, text_column, values["text"], lines)
+    check_labels(path, label_column, values["label"], lines)
+    return LabelledTexts(values["text"], [label.strip() for label in values["label"]])
+
+
+def read_labelled_pairs(path, text1_column: Column, text2_column: Column, label_column: Column,
+                        layout: Layout = Layout()) -> LabelledPairs:
+    columns = {"text1": text1_column, "text2": text2_column, "label": label_column}
+    values, lines = read_columns(path, columns, layout)
+    for role in ("text1", "text2"):
+        check_text(path, columns[role], values[role], lines)
+    labels = []
+    for lineno, label in zip(lines, values["label"]):
+        if label.strip() not in ("0", "1"):
+            raise at(path, lineno, f"label column {label_column!r}: {label!r} is not 0 or 1")
+        labels.append(int(label))
+    if len(set(labels)) < 2:
+        raise at(path, None, "every pair has the same label; average precision needs both")
+    return LabelledPairs(values["text1"], values["text2"], labels)
+
+
+def read_scored_pairs(path, text1_column: Column, text2_column: Column, score_column: Column,
+                      layout: Layout = Layout(), min_score: float = 0.0, max_score: float = 5.0) -> ScoredPairs:
+    columns = {"text1": text1_column, "text2": text2_column, "score": score_column}
+    values, lines = read_columns(path, columns, layout)
+    for role in ("text1", "text2"):
+        check_text(path, columns[role], values[role], lines)
+    scores = []
+    for lineno, value in zip(lines, values["score"]):
+        try:
+            score = float(value)
+        except ValueError:
+            raise at(path, lineno, f"score column {score_column!r}: {value!r} is not a number") from None
+        if not min_score <= score <= max_score:
+            raise at(path, lineno, f"score column {score_column!r}: {score} is outside [{min_score}, {max_score}] "
+                                   "(set min_score / max_score)")
+        scores.append(score)
+    return ScoredPairs(values["text1"], values["text2"], scores)
+
+
+def read_sts_benchmark(path, max_score: float = 5.0) -> ScoredPairs:
+    """The STS Benchmark layout (tab-separated despite its .csv names: genre, file, year, id, score, sentence1,
+    sentence2[, licence columns]), which the STS task's column defaults describe too."""
+    return read_scored_pairs(path, 5, 6, 4, Layout("tsv"), 0.0, max_score)
 
 
 def read_line_aligned(texts_path, labels_path) -> LabelledTexts:
@@ -75,20 +215,5 @@ def read_line_aligned(texts_path, labels_path) -> LabelledTexts:
             raise at(labels_path, lineno, "empty label")
     if not texts:
         raise at(texts_path, None, "no rows")
+    check_text(texts_path, 0, texts, list(range(1, len(texts) + 1)))
     return LabelledTexts(texts, [label.strip() for label in labels])
-
-
-def read_labelled_pairs(path, text1_column: str, text2_column: str, label_column: str) -> LabelledPairs:
-    out = LabelledPairs([], [], [])
-    for lineno, record in rows(path, [text1_column, text2_column, label_column]):
-        label = record[label_column].strip()
-        if label not in ("0", "1"):
-            raise at(path, lineno, f"label {label!r} is not 0 or 1")
-        out.sentences1.append(record[text1_column])
-        out.sentences2.append(record[text2_column])
-        out.labels.append(int(label))
-    if not out.labels:
-        raise at(path, None, "no rows")
-    if len(set(out.labels)) < 2:
-        raise at(path, None, "every pair has the same label; average precision needs both")
-    return out

@@ -25,7 +25,7 @@ def unlabeled_texts(data_cfg) -> list[str]:
         if not texts:
             raise at(path, None, "no text")
         return texts
-    root = resolve_root(data_cfg.name, data_cfg.root, data_cfg.url)
+    root = resolve_root(data_cfg.name, data_cfg.root, data_cfg.url, data_cfg.md5)
     corpus = load_corpus(root / "corpus.jsonl")
     return [f"{doc['title']} {doc['text']}".strip() for doc in corpus.values()]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from embedbench.config import (
     ClassificationTaskConfig,
     ClusteringTaskConfig,
+    CollectionConfig,
     DataConfig,
     DataFormat,
     EvalConfig,
@@ -17,11 +18,12 @@ from embedbench.config import (
     RerankingTaskConfig,
     RetrievalTaskConfig,
     STSTaskConfig,
+    TableTaskConfig,
     TaskConfig,
 )
-from embedbench.data.beir import resolve_root
+from embedbench.data.beir import load_collection, resolve_root
 from embedbench.data.files import data_file
-from embedbench.data.tables import read_labelled, read_labelled_pairs, read_line_aligned
+from embedbench.data.tables import Layout, read_labelled, read_labelled_pairs, read_line_aligned, read_scored_pairs
 from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
 from embedbench.tasks.base import Limits, ScoredModel, Task
@@ -30,7 +32,7 @@ from embedbench.tasks.clustering import ClusteringTask
 from embedbench.tasks.mteb_tasks import MtebTasks
 from embedbench.tasks.pair_classification import PairClassificationTask
 from embedbench.tasks.reranking import RerankingTask
-from embedbench.tasks.retrieval import RetrievalTask
+from embedbench.tasks.retrieval import RetrievalTask, SubsetAverage, checked_metrics
 from embedbench.tasks.sts import STSTask
 
 BEIR_SOURCES = (DataFormat.beir, DataFormat.mirror, DataFormat.cropping)  # self-supervised formats keep a BEIR split
@@ -51,39 +53,68 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
                indexes: tuple[IndexConfig, ...]) -> Task:
     where = f"eval.tasks.{key}"
     if isinstance(spec, RetrievalTaskConfig):
-        root, split = beir_source(spec, data, where)
-        return RetrievalTask.load(spec, root, split, limits, indexes)
+        return retrieval_task(spec, data, where, limits, indexes)
     if isinstance(spec, RerankingTaskConfig):
-        root, split = beir_source(spec, data, where)
-        return RerankingTask.load(spec, root, split, limits)
+        source, key = collection_of(spec, data, where)
+        root = resolve_root(source.name, source.root, source.url, source.md5, f"{key}.root")
+        return RerankingTask.load(spec, root, spec.split or source.eval_split, limits)
     if isinstance(spec, STSTaskConfig):
-        return STSTask.load(spec.name, data_file(spec.path, f"{where}.path"), limits.max_pairs, spec.min_score,
-                            spec.max_score)
+        pairs = read_scored_pairs(table_file(spec, "path", where), spec.text1_column, spec.text2_column,
+                                  spec.score_column, layout(spec), spec.min_score, spec.max_score)
+        return STSTask.load(spec.name, pairs, limits.max_pairs)
     if isinstance(spec, ClassificationTaskConfig):
-        return ClassificationTask.load(spec, data_file(spec.train, f"{where}.train"),
-                                       data_file(spec.test, f"{where}.test"))
+        train, test = (read_labelled(table_file(spec, split, where), spec.text_column, spec.label_column,
+                                     layout(spec)) for split in ("train", "test"))
+        return ClassificationTask.load(spec, train, test)
     if isinstance(spec, ClusteringTaskConfig):
         if spec.path:
-            texts = read_labelled(data_file(spec.path, f"{where}.path"), spec.text_column, spec.label_column)
+            texts = read_labelled(table_file(spec, "path", where), spec.text_column, spec.label_column, layout(spec))
         else:
-            texts = read_line_aligned(data_file(spec.texts, f"{where}.texts"),
-                                      data_file(spec.labels, f"{where}.labels"))
+            texts = read_line_aligned(table_file(spec, "texts", where), table_file(spec, "labels", where))
         return ClusteringTask.load(spec, texts)
     if isinstance(spec, PairClassificationTaskConfig):
-        pairs = read_labelled_pairs(data_file(spec.path, f"{where}.path"), spec.text1_column, spec.text2_column,
-                                    spec.label_column)
+        pairs = read_labelled_pairs(table_file(spec, "path", where), spec.text1_column, spec.text2_column,
+                                    spec.label_column, layout(spec))
         return PairClassificationTask(spec.name, pairs)
     raise TypeError(f"{where}: no task type for {type(spec).__name__}")
 
 
-def beir_source(spec: RetrievalTaskConfig | RerankingTaskConfig, data: DataConfig, where: str) -> tuple[Path, str]:
-    """(BEIR folder, split) a retrieval-style task reads: its own ``root``, else the folder ``data=`` names."""
+def table_file(spec: TableTaskConfig, key: str, where: str) -> Path:
+    """The task's file ``key`` (path, train, ...): found locally, else fetched from its ``download`` source."""
+    return data_file(getattr(spec, key), f"{where}.{key}", spec.download.get(key))
+
+
+def layout(spec: TableTaskConfig) -> Layout:
+    return Layout(spec.format.value if spec.format else None, spec.header)
+
+
+def collection_of(spec: RetrievalTaskConfig | RerankingTaskConfig, data: DataConfig,
+                  where: str) -> tuple[CollectionConfig, str]:
+    """The collection a retrieval-style task reads (its own ``data`` or ``root``, else the one ``data=``
+    names) and the config key errors name it by."""
+    if getattr(spec, "data", None) is not None:
+        return spec.data, f"{where}.data"
     if spec.root:
-        return resolve_root(spec.name, spec.root, key=f"{where}.root"), spec.split or "test"
+        return CollectionConfig(name=spec.name, root=spec.root), where
     if data.format not in BEIR_SOURCES:
         raise EmbedbenchError(f"{where}: a {spec.type} task needs a BEIR folder: give it a root, or a BEIR-format "
                               f"data= (data={data.name} is {data.format})")
-    return resolve_root(data.name, data.root, data.url), spec.split or data.eval_split
+    return data, "data"
+
+
+def retrieval_task(spec: RetrievalTaskConfig, data: DataConfig, where: str, limits: Limits,
+                   indexes: tuple[IndexConfig, ...]) -> Task:
+    """The task over the collection; one over each subset, and their average, for a collection of subsets."""
+    source, key = collection_of(spec, data, where)
+    split = spec.split or source.eval_split
+    ignore = source.ignore_identical_ids if spec.ignore_identical_ids is None else spec.ignore_identical_ids
+    metrics = checked_metrics(spec.metrics)
+    if not source.subsets:
+        return RetrievalTask.load(spec.name, load_collection(source, split, key), metrics, limits, indexes, ignore)
+    root = resolve_root(source.name, source.root, source.url, source.md5, f"{key}.root")
+    return SubsetAverage(spec.name, [
+        RetrievalTask.load(f"{spec.name}-{subset}", load_collection(source, split, key, root / subset), metrics,
+                           limits, indexes, ignore) for subset in source.subsets])
 
 
 def check_scorable(tasks: Sequence[Task], model: ScoredModel, model_name: str) -> None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
 from embedbench.config import ClassificationTaskConfig
-from embedbench.data.tables import LabelledTexts, read_labelled
+from embedbench.data.tables import LabelledTexts
 from embedbench.embedding.views import cut
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel, TaskBase
@@ -55,12 +54,10 @@ class ClassificationTask(TaskBase):
     main_metric = "accuracy"
 
     @classmethod
-    def load(cls, spec: ClassificationTaskConfig, train_path: Path, test_path: Path) -> ClassificationTask:
-        columns = (spec.text_column, spec.label_column)
-        train, test = read_labelled(train_path, *columns), read_labelled(test_path, *columns)
+    def load(cls, spec: ClassificationTaskConfig, train: LabelledTexts, test: LabelledTexts) -> ClassificationTask:
         unseen = sorted(set(test.labels) - set(train.labels))
         if unseen:
-            raise EmbedbenchError(f"{test_path}: label {unseen[0]!r} never occurs in {train_path}")
+            raise EmbedbenchError(f"{spec.test}: label {unseen[0]!r} never occurs in {spec.train}")
         return cls(spec.name, train, test, spec.n_experiments, spec.samples_per_label, spec.max_iter, spec.seed)
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytrec_eval
 
-from embedbench.config import IndexConfig, RetrievalTaskConfig
-from embedbench.data.beir import BeirDataset, load_beir, subsample
+from embedbench.config import IndexConfig
+from embedbench.data.beir import BeirDataset, subsample
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
@@ -73,11 +72,10 @@ class RetrievalTask(TaskBase):
         return self.metrics[0]
 
     @classmethod
-    def load(cls, spec: RetrievalTaskConfig, root: Path, split: str, limits: Limits = Limits(),
-             indexes: tuple[IndexConfig, ...] = ()) -> RetrievalTask:
-        full = load_beir(spec.name, root, split)
+    def load(cls, name: str, full: BeirDataset, metrics: list[str], limits: Limits = Limits(),
+             indexes: tuple[IndexConfig, ...] = (), ignore_identical_ids: bool = False) -> RetrievalTask:
         dataset = subsample(full, limits.max_queries, limits.max_docs, limits.seed)
-        task = cls(spec.name, dataset, checked_metrics(spec.metrics), tuple(indexes), spec.ignore_identical_ids)
+        task = cls(name, dataset, metrics, tuple(indexes), ignore_identical_ids)
         task.sliced = slice_note({"queries": (len(dataset.queries), len(full.queries)),
                                   "documents": (len(dataset.corpus), len(full.corpus))})
         return task
@@ -105,4 +103,39 @@ class RetrievalTask(TaskBase):
             out[f"{self.name}/flops_per_query{suffix}"] = found.flops_per_query
         if found.recall_vs_exact is not None:
             out[f"{self.name}/recall_vs_exact_at_10{suffix}"] = found.recall_vs_exact
+        return out
+
+
+@dataclass
+class SubsetAverage:
+    """A collection made of subsets (CQADupStack's twelve forums): each scored as a task of its own and
+    reported (``cqadupstack-android/ndcg_at_10``), and their unweighted mean under the collection's name
+    (``cqadupstack/ndcg_at_10``), the figure BEIR and MTEB report."""
+
+    name: str
+    parts: list[RetrievalTask]
+    needs_embeddings = False
+
+    @property
+    def indexes(self) -> tuple[IndexConfig, ...]:
+        return self.parts[0].indexes
+
+    @property
+    def sliced(self) -> str | None:
+        notes = [f"{part.name}: {part.sliced}" for part in self.parts if part.sliced]
+        return "; ".join(notes) or None
+
+    @property
+    def main_scores(self) -> dict[str, str]:
+        return {self.name: self.parts[0].main_metric}
+
+    def evaluate(self, model: ScoredModel) -> dict[str, float]:
+        out: dict[str, float] = {}
+        per_part = []
+        for part in self.parts:
+            scores = part.evaluate(model)
+            out.update(scores)
+            per_part.append({key[len(part.name) + 1:]: value for key, value in scores.items()})
+        for metric in per_part[0]:
+            out[f"{self.name}/{metric}"] = sum(scores[metric] for scores in per_part) / len(per_part)
         return out

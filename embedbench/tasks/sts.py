@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from embedbench.data.sts import ScoredPairs, read_sts
+from embedbench.data.tables import ScoredPairs
 from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase, slice_note
 
@@ -17,9 +16,7 @@ class STSTask(TaskBase):
     main_metric = "spearman"
 
     @classmethod
-    def load(cls, name: str, path: Path, max_pairs: int | None = None, min_score: float = 0.0,
-             max_score: float = 5.0) -> STSTask:
-        full = read_sts(path, min_score, max_score)
+    def load(cls, name: str, full: ScoredPairs, max_pairs: int | None = None) -> STSTask:
         pairs = ScoredPairs(full.sentences1[:max_pairs], full.sentences2[:max_pairs], full.scores[:max_pairs])
         task = cls(name, pairs)
         task.sliced = slice_note({"pairs": (len(pairs.scores), len(full.scores))})

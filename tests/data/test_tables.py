@@ -1,9 +1,20 @@
-"""Table readers (labelled texts, labelled pairs, line-aligned files): real files and broken ones."""
+"""Table readers with column mapping: real files, each format, header or positions, and every way a file can
+fail to fit its mapping (one line naming file, line and column, never a score)."""
 import pytest
 
-from embedbench.data.tables import LabelledTexts, read_labelled, read_labelled_pairs, read_line_aligned
+from embedbench.data.tables import (
+    LabelledTexts,
+    Layout,
+    read_labelled,
+    read_labelled_pairs,
+    read_line_aligned,
+    read_scored_pairs,
+    read_sts_benchmark,
+)
 from embedbench.errors import EmbedbenchError
 from tests.helpers import DATA, needs_data
+
+SENTENCES = [f"sentence number {i} about {topic}" for i, topic in enumerate(["cats", "dogs", "rain"] * 10)]
 
 
 @needs_data
@@ -17,10 +28,82 @@ def test_real_files_read_with_their_quirks():
     folder = DATA / "clustering" / "stackoverflow"
     so = read_line_aligned(folder / "StackOverflow.txt", folder / "StackOverflow_gnd.txt")
     assert len(so.texts) == 20000 and {so.labels.count(x) for x in set(so.labels)} == {1000}
+    stsb = read_sts_benchmark(DATA / "sts" / "stsbenchmark" / "sts-test.csv")
+    assert len(stsb.scores) == 1379 and min(stsb.scores) >= 0 and max(stsb.scores) <= 5
+    assert any('"' in s for s in stsb.sentences1 + stsb.sentences2)  # quotes inside tab-separated fields
+
+
+def sick_file(path, rows):
+    """SICK's layout: a header, tab-separated, the score in the fifth column and labels around it."""
+    lines = ["pair_ID\tsentence_A\tsentence_B\tentailment_label\trelatedness_score\tentailment_AB"]
+    lines += [f"{i}\t{a}\t{b}\tNEUTRAL\t{score}\tA_neutral_B" for i, (a, b, score) in enumerate(rows, 1)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_columns_by_name_read_the_header_and_by_position_do_not(tmp_path):
+    rows = [(SENTENCES[i], SENTENCES[i + 1], 1 + i % 5) for i in range(25)]
+    path = sick_file(tmp_path / "SICK.txt", rows)
+    pairs = read_scored_pairs(path, "sentence_A", "sentence_B", "relatedness_score", min_score=1, max_score=5)
+    assert pairs.sentences1[0] == rows[0][0] and pairs.scores[:3] == [1.0, 2.0, 3.0] and len(pairs.scores) == 25
+    headerless = tmp_path / "headerless.tsv"
+    headerless.write_text("".join(line + "\n" for line in path.read_text().splitlines()[1:]))
+    assert read_scored_pairs(headerless, 1, 2, 4, min_score=1, max_score=5) == pairs
+    with pytest.raises(EmbedbenchError, match=r"SICK\.txt:1: score column 4: 'relatedness_score' is not a number"):
+        read_scored_pairs(path, 1, 2, 4, min_score=1, max_score=5)  # positions: the header is read as a row
+
+
+def test_headerless_sick_under_the_sts_benchmark_columns_stops(tmp_path):
+    """Field 5 of SICK is a number, so only the text check keeps its label columns from being scored."""
+    path = sick_file(tmp_path / "SICK.txt", [(SENTENCES[i], SENTENCES[i + 1], 3.5) for i in range(25)])
+    path.write_text("".join(line + "\tA_neutral_B\n" for line in path.read_text().splitlines()[1:]))
+    with pytest.raises(EmbedbenchError, match=r"SICK\.txt:1: text column 5 holds 1 distinct values over 25 rows "
+                                              r"\('A_neutral_B', \.\.\.\): labels, not text"):
+        read_scored_pairs(path, 5, 6, 4, Layout("tsv"))
+
+
+@pytest.mark.parametrize("mapping, message", [
+    (("sentence_A", "sentence_B", "sentence_A"), r"SICK\.txt:2: score column 'sentence_A': 'sentence number 0 "),
+    (("pair_ID", "sentence_B", "relatedness_score"), r"SICK\.txt:2: text column 'pair_ID' holds numbers \('1'\)"),
+    (("sentence_A", "sentence_B", "relatedness"), r"SICK\.txt:1: header has no column 'relatedness' \(columns: "
+                                                   r"pair_ID, sentence_A"),
+    (("sentence_A", "sentence_B", 9), r"SICK\.txt:2: 6 field\(s\); column 9 needs at least 10"),
+])
+def test_a_mapping_that_does_not_fit_names_file_line_and_column(tmp_path, mapping, message):
+    path = sick_file(tmp_path / "SICK.txt", [(SENTENCES[i], SENTENCES[i + 1], 2.5) for i in range(25)])
+    with pytest.raises(EmbedbenchError, match=message):
+        read_scored_pairs(path, *mapping, min_score=1, max_score=5)
+
+
+def test_scores_outside_the_range_and_formats_by_extension(tmp_path):
+    path = sick_file(tmp_path / "SICK.txt", [("a b", "c d", 0.5)])
+    with pytest.raises(EmbedbenchError, match=r"SICK\.txt:2: .* 0\.5 is outside \[1, 5\] \(set min_score"):
+        read_scored_pairs(path, "sentence_A", "sentence_B", "relatedness_score", min_score=1, max_score=5)
+    odd = tmp_path / "pairs.dat"
+    odd.write_text("a\tb\t1\n")
+    with pytest.raises(EmbedbenchError, match=r"pairs\.dat: cannot tell the format from the extension '\.dat'"):
+        read_scored_pairs(odd, 0, 1, 2)
+    assert read_scored_pairs(odd, 0, 1, 2, Layout("tsv")).scores == [1.0]
+    quoted = tmp_path / "pairs.csv"
+    quoted.write_text('s1,s2,score\n"a, quoted",b,4\n')
+    assert read_scored_pairs(quoted, "s1", "s2", "score").sentences1 == ["a, quoted"]
+    with pytest.raises(EmbedbenchError, match=r"column 's1' is a name, but the file is read without a header"):
+        read_scored_pairs(quoted, "s1", 1, 2, Layout(header=False))
+
+
+def test_labels_and_texts_swapped_are_refused(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("text,category\n" + "".join(f"{s},{s.split()[-1]}\n" for s in SENTENCES))
+    assert len(set(read_labelled(path, "text", "category").labels)) == 3
+    with pytest.raises(EmbedbenchError, match=r"train\.csv:2: text column 'category' holds 3 distinct values"):
+        read_labelled(path, "category", "text")
+    with pytest.raises(EmbedbenchError, match=r"train\.csv:2: label column 'text' holds 30 distinct values over "
+                                              r"30 rows .*: text, not labels"):
+        read_labelled(path, "text", "text")
 
 
 @pytest.mark.parametrize("content, message", [
-    ("text,category\nhello,a\nbye\n", r"train\.csv:3: expected 2 fields"),
+    ("text,category\nhello,a\nbye\n", r"train\.csv:3: 1 field\(s\); column 'category' needs at least 2"),
     ("words,category\nhello,a\n", r"train\.csv:1: header has no column 'text'"),
     ("text,category\n", r"train\.csv: no rows"),
 ])
@@ -32,7 +115,7 @@ def test_bad_classification_table_is_named(tmp_path, content, message):
 
 def test_bad_pair_label_and_misaligned_clustering_files_are_named(tmp_path):
     (tmp_path / "pairs.tsv").write_text("label\ts1\ts2\n1\ta\tb\nyes\tc\td\n")
-    with pytest.raises(EmbedbenchError, match=r"pairs\.tsv:3: label 'yes' is not 0 or 1"):
+    with pytest.raises(EmbedbenchError, match=r"pairs\.tsv:3: label column 'label': 'yes' is not 0 or 1"):
         read_labelled_pairs(tmp_path / "pairs.tsv", "s1", "s2", "label")
     (tmp_path / "texts.txt").write_text("a\nb\nc\n")
     (tmp_path / "labels.txt").write_text("1\n2\n")
@@ -44,6 +127,8 @@ def test_jsonl_labelled_table_and_its_errors(tmp_path):
     path = tmp_path / "clusters.jsonl"
     path.write_text('{"text": "how to sort a list", "label": 3}\n\n{"text": "pandas merge", "label": 7}\n')
     assert read_labelled(path) == LabelledTexts(["how to sort a list", "pandas merge"], ["3", "7"])
+    with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl: column 0: a jsonl file's columns are named"):
+        read_labelled(path, 0, "label")
     path.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
     with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: missing field 'label'"):
         read_labelled(path)

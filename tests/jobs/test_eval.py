@@ -25,23 +25,25 @@ def test_second_identical_eval_reads_the_cache(tmp_path, scifact_slice, tiny_mod
     assert "embedding cache" not in sorted((tmp_path / "outputs" / "runs").rglob("eval.log"))[2].read_text()
 
 
-def test_scores_are_named_after_the_data_folder_and_several_folders_share_one_run(tmp_path, scifact_slice):
-    import shutil
-
+def test_scores_are_named_after_the_data_folder_and_several_folders_share_one_run(tmp_path, scifact_slice,
+                                                                                   tiny_model_path):
+    from embedbench.data.beir import load_beir, subsample, write_beir
     from tests.helpers import mlflow_runs
 
-    cranfield = shutil.copytree(scifact_slice, tmp_path / "cranfield")
-    run_main("eval", "eval=beir", f"data.root={cranfield}", "eval.max_queries=6", cwd=tmp_path)
-    [alone] = results_files(tmp_path)
-    metrics = json.loads(alone.read_text())["metrics"]
-    assert "cranfield/ndcg_at_10" in metrics and not any(k.startswith("scifact/") for k in metrics)
+    cranfield = write_beir(tmp_path / "cranfield", subsample(load_beir("s", scifact_slice, "test"), 6, 60, seed=5))
+    model = f"model.name_or_path={tiny_model_path}"
+    run_main("eval", "eval=beir", model, f"data.root={cranfield}", cwd=tmp_path)
+    run_main("eval", "eval=beir", model, f"data.root={scifact_slice}", cwd=tmp_path)
+    cranfield_alone, scifact_alone = (json.loads(p.read_text())["metrics"] for p in results_files(tmp_path))
+    assert "cranfield/ndcg_at_10" in cranfield_alone and not any(k.startswith("scifact/") for k in cranfield_alone)
     assert mlflow_runs(tmp_path)[0].data.params["data.name"] == "cranfield"
 
-    run_main("eval", "eval=beir", f"data.root={scifact_slice}", f"+eval.tasks.cran.root={cranfield}",
-            "+eval.tasks.cran.type=retrieval", "eval.suite=both", "eval.max_queries=6", cwd=tmp_path)
-    [together] = [p for p in results_files(tmp_path) if p != alone]
-    both = json.loads(together.read_text())["metrics"]
-    assert both["cran/ndcg_at_10"] == pytest.approx(metrics["cranfield/ndcg_at_10"], abs=1e-9)
+    run_main("eval", "eval=beir", model, f"data.root={scifact_slice}", f"+eval.tasks.cran.root={cranfield}",
+             "+eval.tasks.cran.type=retrieval", "eval.suite=both", cwd=tmp_path)
+    both = json.loads(results_files(tmp_path)[-1].read_text())["metrics"]
+    assert both["cran/ndcg_at_10"] == pytest.approx(cranfield_alone["cranfield/ndcg_at_10"], abs=1e-9)
+    assert both["scifact/ndcg_at_10"] == pytest.approx(scifact_alone["scifact/ndcg_at_10"], abs=1e-9)
+    assert both["cran/ndcg_at_10"] != both["scifact/ndcg_at_10"]
     assert both["both/average"] == pytest.approx((both["scifact/ndcg_at_10"] + both["cran/ndcg_at_10"]) / 2)
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from embedbench import mteb_reference
 from embedbench.config import ViewsConfig
-from embedbench.data.sts import ScoredPairs, read_sts
+from embedbench.data.tables import ScoredPairs, read_sts_benchmark
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.mteb_tasks import MtebTasks
@@ -24,7 +24,7 @@ class Counting:
 
 @needs_data
 def test_mteb_adapter_scores_every_view_from_one_encoding(encoder):
-    full = read_sts(DATA / "sts" / "stsbenchmark" / "sts-test.csv")
+    full = read_sts_benchmark(DATA / "sts" / "stsbenchmark" / "sts-test.csv")
     pairs = ScoredPairs(full.sentences1[:120], full.sentences2[:120], full.scores[:120])
     views = build_views(ViewsConfig(dims=[384, 64]), encoder.n_layers, encoder.hidden_size)
     model = Counting(scored(encoder, views))

@@ -40,3 +40,19 @@ def atomic_write(path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
         if disk_full(exc):
             raise EmbedbenchError(f"{path}: no space left on device; nothing was written") from None
         raise
+
+
+@contextmanager
+def atomic_dir(path) -> Iterator[Path]:
+    """A folder filled in a staging folder beside ``path`` and renamed into place once the body succeeds
+    (replacing an older one); a failure leaves nothing behind."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

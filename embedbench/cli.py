@@ -27,6 +27,11 @@ commands:
                                MLflow UI over the project's store (127.0.0.1 unless --host says otherwise)
   log RUN_FOLDER [logger.tracking_uri=URI]
                                send what a run kept while its tracking server was away
+  reproduce [MATRIX] [--only CONDITION ...]
+                               run a reproduction matrix: expected | got | delta | OK/FAIL per score
+  reduce [data=...] [--k 10 20 50 100]
+                               a smaller BEIR folder (judged + top-k of reference retrievers), and how
+                               faithfully it ranks systems
 
 train and eval take --config-dir DIR ($EMBEDBENCH_CONFIG_DIR): DIR's model/, data/, eval/, experiment/ YAMLs
 beside the shipped ones (docs/custom-tasks.md).
@@ -254,6 +259,52 @@ def send(args: list[str]) -> None:
     print(send_pending(flags.folder, OmegaConf.to_object(logger)))
 
 
+def reproduce(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="embedbench reproduce", description="Run each condition of a reproduction matrix as an eval and "
+        "print expected | got | delta | OK/FAIL; exit 1 on any FAIL.")
+    parser.add_argument("matrix", nargs="?", default="local",
+                        help="a shipped matrix (local: the local sets; beir: BEIR collections, online) or a YAML file")
+    parser.add_argument("overrides", nargs="*", help="added to every condition's eval, e.g. encode.batch_size=64")
+    parser.add_argument("--only", nargs="+", metavar="CONDITION", help="run only these conditions")
+    flags = parser.parse_args(args)
+    given = [a for a in [flags.matrix, *flags.overrides] if a]
+    matrix = next((a for a in given if "=" not in a), "local")
+
+    from embedbench.reproduce import reproduce as run_matrix
+
+    raise SystemExit(run_matrix(matrix, flags.only, [a for a in given if "=" in a]))
+
+
+def reduce(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="embedbench reduce", description="MMTEB-style reduced corpora of the BEIR collection data= names: "
+        "judged documents plus the top k of BM25 and model= (its full view), for each k; and how faithfully each "
+        "ranks the systems (every layer x dim view of model=, BM25, each --run's views) against the full corpus.")
+    parser.add_argument("overrides", nargs="*", help="data= (the collection), model= (a reference), encode.*")
+    parser.add_argument("--k", nargs="+", type=int, default=[10, 20, 50, 100])
+    parser.add_argument("--run", nargs="+", default=[], metavar="RUN_FOLDER", help="trained runs to rank as well")
+    parser.add_argument("--out", type=Path, default=Path("outputs/reduced"))
+    flags = parser.parse_args(args)
+    if any(k < 1 for k in flags.k):
+        fail(f"--k {' '.join(map(str, flags.k))}: every k must be at least 1")
+    from embedbench.composition import load
+
+    base = load(compose_config("eval", [*flags.overrides, "eval.grid=full"], config_dir_of([])))
+    configs = {base.model.name: base,
+               "bm25": load(compose_config("eval", [*flags.overrides, "model=bm25"], config_dir_of([])))}
+    for run in flags.run:
+        if not Path(run).is_dir():
+            fail(f"--run {run}: no such folder")
+        configs[Path(run).name] = load(compose_config(
+            "eval", [*flags.overrides, f"model.name_or_path={Path(run).resolve()}", "eval.grid=full"],
+            config_dir_of([])))
+
+    from embedbench.jobs.reduce import run_reduce
+
+    print(run_reduce(configs, [base.model.name, "bm25"], sorted(set(flags.k)), flags.out))
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -269,8 +320,12 @@ def main() -> None:
             ui(rest)
         elif command == "log":
             send(rest)
+        elif command == "reproduce":
+            reproduce(rest)
+        elif command == "reduce":
+            reduce(rest)
         else:
-            fail(f"unknown command {command!r}; choose one of train, eval, compare, ui, log")
+            fail(f"unknown command {command!r}; choose one of train, eval, compare, ui, log, reproduce, reduce")
     except EmbedbenchError as exc:
         fail(str(exc))
 

@@ -12,7 +12,7 @@ LAYERS = [  # bottom to top
     {"data"},
     {"losses"},
     {"tasks", "plots"},
-    {"models", "mteb_reference", "report", "tracking", "sweeps", "compare"},
+    {"models", "mteb_reference", "report", "tracking", "sweeps", "compare", "reproduce"},
     {"jobs"},
     {"cli", "__main__"},
 ]

@@ -3,7 +3,7 @@ an ``embedbench eval`` of its own and reported as expected | got | delta | OK/FA
 
 A matrix is YAML: a ``source`` for its expected values and ``conditions``, each a name mapped to
 ``overrides`` (eval's command line), ``expected`` (metric -> value), and optionally its own ``tolerance``
-(the matrix's by default) and ``source``. The shipped matrices live in ``embedbench/conf/reproduce/``.
+(the matrix's by default) and ``source``. The shipped matrices live in ``embedbench/matrices/``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from embedbench.errors import EmbedbenchError
 
-SHIPPED = Path(__file__).parent / "conf" / "reproduce"
+SHIPPED = Path(__file__).parent / "matrices"
 
 
 @dataclass

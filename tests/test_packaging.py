@@ -44,6 +44,9 @@ def test_the_wheel_carries_the_configs_and_runs_outside_the_checkout(installed, 
     job = _run([str(installed / "embedbench"), "eval", "--cfg", "job"], cwd=tmp_path).stdout
     assert "name: minilm" in job and "type: retrieval" in job
     assert not (tmp_path / "outputs").exists()
+    matrices = _run([str(installed / "python"), "-c", "from embedbench.reproduce import SHIPPED; "
+                     "print(sorted(p.name for p in SHIPPED.glob('*.yaml')))"], cwd=tmp_path).stdout
+    assert "'beir.yaml', 'local.yaml'" in matrices
 
 
 @needs_data

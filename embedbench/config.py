@@ -8,6 +8,7 @@ these objects. Nothing here imports torch: a config error is reported before any
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -116,6 +117,18 @@ class BM25Config:
 
 
 @dataclass
+class PromptsConfig:
+    """Text put before every input of a side; null: the prompt the model ships (its
+    config_sentence_transformers.json), '' none."""
+
+    query: str | None = None
+    document: str | None = None
+    # every text of a symmetric task (STS, classification, clustering, pair classification); null: the query
+    # prompt, as E5-style models are evaluated ('' for models whose query prompt is a retrieval instruction)
+    symmetric: str | None = None
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     kind: ModelKind = ModelKind.encoder
@@ -126,6 +139,21 @@ class ModelConfig:
     views: ViewsConfig = field(default_factory=ViewsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    # a task's instruction and a query, for tasks that give an instruction ("Instruct: {instruction}\nQuery:
+    # {text}"); the text comes last, so the prompt is a prefix as sentence-transformers applies it
+    prompt_template: str | None = None
+
+    def __post_init__(self) -> None:
+        template = self.prompt_template
+        if template is not None:
+            fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+            if sorted(fields) != ["instruction", "text"] or not template.endswith("{text}"):
+                raise EmbedbenchError(f"model.prompt_template={template!r}: needs {{instruction}} once and "
+                                      "{text} once, at the end")
+            if "\\n" in template:  # Hydra keeps a typed backslash-n as two characters
+                raise EmbedbenchError(f"model.prompt_template={template!r}: holds a backslash and an n, not a "
+                                      "line break; write the template in a model YAML, in double quotes")
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -204,6 +232,7 @@ class DataConfig(CollectionConfig):
 class TaskConfig:
     type: str = MISSING
     name: str | None = None  # metric prefix; null: the task's key
+    instruction: str | None = None  # for models with a model.prompt_template: what the task asks of a query
 
 
 

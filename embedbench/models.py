@@ -9,6 +9,7 @@ from embedbench.config import IndexConfig, ModelKind, RunConfig
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import LayerEncoder, load_encoder, resolve_device
+from embedbench.embedding.prompts import Prompts, Side, resolve_prompts
 from embedbench.embedding.views import ViewSet, build_views, with_grid
 from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
@@ -19,8 +20,14 @@ from embedbench.retrieval.lexical import BM25
 class EncoderModel:
     """Every view of an encoder: texts embedded once (or read from the cache), views cut from the pooled layers."""
 
-    def __init__(self, embedder: Embedder, views: ViewSet):
-        self.embedder, self.views = embedder, views
+    def __init__(self, embedder: Embedder, views: ViewSet, prompts: Prompts = Prompts()):
+        self.embedder, self.views, self.prompts = embedder, views, prompts
+
+    def prompt(self, texts: list[str], side: Side, instruction: str | None = None) -> list[str]:
+        return self.prompts.apply(texts, side, instruction)
+
+    def params(self) -> dict[str, str]:
+        return self.prompts.params()
 
     def embed(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         return self.embedder(texts, desc)
@@ -40,6 +47,12 @@ class LexicalModel:
     def __init__(self, bm25: BM25, name: str):
         self.bm25, self.name = bm25, name
 
+    def prompt(self, texts: list[str], side: Side, instruction: str | None = None) -> list[str]:
+        return list(texts)  # prompts are for encoders; BM25 scores the texts as they are
+
+    def params(self) -> dict[str, str]:
+        return {}
+
     def embed(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         raise EmbedbenchError(f"model={self.name} has no embeddings; it scores retrieval tasks only")
 
@@ -51,9 +64,11 @@ class LexicalModel:
 
 
 def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases: Phases | None = None) -> EncoderModel:
-    """``encoder``'s views plus ``eval.grid``, embedded as ``encode`` says, through the cache of ``eval.cache``."""
+    """``encoder``'s views plus ``eval.grid``, embedded as ``encode`` says, through the cache of ``eval.cache``,
+    with the prompts ``model.prompts`` resolves to."""
     views = with_grid(views, cfg.eval.grid)
-    return EncoderModel(Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases), views)
+    prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
+    return EncoderModel(Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases), views, prompts)
 
 
 def load_scored_model(cfg: RunConfig, phases: Phases | None = None) -> EncoderModel | LexicalModel:

@@ -190,6 +190,11 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         self._send("tags", tags=tags)
 
+    def log_params(self, params: dict[str, str]) -> None:
+        """Settings known once the model is loaded (the prompts it ships), beside the config's."""
+        if params:
+            self._send("params", params={key: value[:self.logger.param_max_len] for key, value in params.items()})
+
     def log_dict(self, payload: dict, name: str) -> None:
         self._send("dict", payload=payload, name=name)
 
@@ -238,6 +243,9 @@ class NullTracker:
         pass
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_params(self, params: dict[str, str]) -> None:
         pass
 
 

@@ -103,8 +103,9 @@ BAD = {  # overrides: the one line they must give
     "misspelt key added with +": (["+trainer.epoch=2"], "trainer.epoch: unknown key (trainer takes batch_size,"),
     "unknown key in a task": (["eval=beir", "+eval.tasks.beir.rooot=/tmp"],
                               "eval.tasks.beir.rooot: unknown key (eval.tasks.beir takes data, ignore_identical_ids, "
-                              "metrics, name, root, split, type); did you mean eval.tasks.beir.root?"),
-    "unknown choice": (["model=mrll"], "model=mrll: no such option; choose one of 2dmse, bm25, minilm"),
+                              "instruction, metrics, name, root, split, type); did you mean eval.tasks.beir.root?"),
+    "unknown choice": (["model=mrll"], "model=mrll: no such option; choose one of 2dmse, bge_small, bm25, e5_base, "
+                                       "minilm, mrl, separate, starbucks (did you mean model=mrl?)"),
     "unknown enum value": (["encode.precision=fp16"], "encode.precision=fp16: choose one of auto, fp32, bf16"),
     "auto or a number": (["encode.batch_size=big"], "encode.batch_size=big: expected a positive integer or auto"),
     "auto or a boolean": (["trainer.bf16=maybe"], "trainer.bf16=maybe: expected auto, true or false"),

@@ -20,6 +20,7 @@ def run_eval(cfg: RunConfig, out_dir: Path, run_name: str, sweep_dir: str | None
             tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
             model = load_scored_model(cfg, phases)
             check_scorable(tasks, model, cfg.model.name)
+            tracker.log_params(model.params())
         metrics = score_tasks(tasks, model, phases)
         model.log_stats()
         headline = finish("eval", tracker, out_dir, phases, tasks, model.views, metrics, config, cfg.eval.suite)

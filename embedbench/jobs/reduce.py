@@ -18,8 +18,10 @@ from scipy.stats import kendalltau, spearmanr
 from embedbench.atomic import atomic_dir, atomic_write
 from embedbench.config import RunConfig
 from embedbench.data.beir import BeirDataset, load_collection, write_beir
+from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.models import load_scored_model
+from embedbench.tasks.base import ScoredModel
 from embedbench.tasks.retrieval import retrieval_metrics
 
 DEPTH = 1000  # each system's ranking depth: the k of the largest reduction's pool and any system's top 10 in it
@@ -48,11 +50,12 @@ class Reduction:
         return float(spearmanr(list(self.full.values()), list(self.reduced.values())).statistic)
 
 
-def rankings(retriever, ds: BeirDataset, desc: str) -> dict[str, Ranking]:
+def rankings(model: ScoredModel, ds: BeirDataset, desc: str) -> dict[str, Ranking]:
     """Every variant the retriever searches with (a dense model: each view), as rankings of the full corpus."""
     qids, doc_ids = list(ds.queries), list(ds.corpus)
-    found = retriever.retrieve([ds.queries[q] for q in qids], [ds.doc_text(d) for d in doc_ids],
-                               min(DEPTH, len(doc_ids)), desc)
+    found = model.retriever(()).retrieve(model.prompt([ds.queries[q] for q in qids], QUERY),
+                                         model.prompt([ds.doc_text(d) for d in doc_ids], DOCUMENT),
+                                         min(DEPTH, len(doc_ids)), desc)
     return {variant: {qid: [doc_ids[j] for j in row if j >= 0] for qid, row in zip(qids, result.ids)}
             for variant, result in found.items()}
 
@@ -157,10 +160,11 @@ def run_reduce(systems_config: dict[str, RunConfig], references: Sequence[str], 
     systems, lengths = {}, None
     for label, cfg in systems_config.items():
         model = load_scored_model(cfg)
-        found = rankings(model.retriever(()), ds, f"{label}: {len(ds.queries)} queries + {len(ds.corpus)} docs")
+        found = rankings(model, ds, f"{label}: {len(ds.queries)} queries + {len(ds.corpus)} docs")
         systems.update({f"{label}{variant}": ranking for variant, ranking in found.items()})
         if lengths is None and model.views is not None:
-            lengths = dict(zip(ds.corpus, model.embedder.encoder.token_lengths([ds.doc_text(d) for d in ds.corpus])))
+            texts = model.prompt([ds.doc_text(d) for d in ds.corpus], DOCUMENT)
+            lengths = dict(zip(ds.corpus, model.embedder.encoder.token_lengths(texts)))
     if lengths is None:
         raise EmbedbenchError("reduce: no encoder among the systems to count tokens with")
     reductions = reduce(ds, systems, references, ks, lengths)

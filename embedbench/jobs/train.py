@@ -24,6 +24,7 @@ from embedbench.data.sampler import batch_sampler
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, resolve_device
+from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts, training_prompts
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError, Preempted
 from embedbench.losses import build_objective
@@ -120,7 +121,7 @@ class BarOnly(ProgressCallback):
 
 
 def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker,
-        resume: bool = False, sampler="no_duplicates") -> None:
+        resume: bool = False, sampler="no_duplicates", prompts: Prompts = Prompts()) -> None:
     t = cfg.trainer
     bf16 = device.startswith("cuda") if t.bf16 == "auto" else t.bf16
     args = SentenceTransformerTrainingArguments(
@@ -136,6 +137,7 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
         seed=cfg.seed,
         data_seed=cfg.seed,
         batch_sampler=sampler,
+        prompts=training_prompts(prompts, dataset.column_names),
         logging_steps=t.log_every,
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or None,
@@ -211,6 +213,8 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             encoder = load_encoder(cfg.model.name_or_path, device, cfg.model.max_seq_length,
                                    cfg.model.trust_remote_code)
             views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+            prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
+            tracker.log_params(prompts.params())
             objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed,
                                         cfg.trainer.on_nonfinite)
             sampler = batch_sampler(cfg.data, dataset, Embedder(encoder, [encoder.n_layers], cfg.encode, cache),
@@ -222,11 +226,13 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
         with phases("training"):
             started = time.perf_counter()
             fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker,
-                resume=resume_run_id is not None, sampler=sampler)
+                resume=resume_run_id is not None, sampler=sampler, prompts=prompts)
             train_seconds = time.perf_counter() - started
         if not distributed.is_main():
             return {}, None  # the model is saved and scored once, by rank 0
         with phases("saving"):
+            # the saved model carries the prompts it was trained with: scored anywhere, it gets them again
+            encoder.model.prompts = saved_prompts(encoder.model, prompts)
             try:
                 encoder.model.save(str(out_dir / "model"))
             except Exception as exc:

@@ -61,7 +61,7 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     if isinstance(spec, STSTaskConfig):
         pairs = read_scored_pairs(table_file(spec, "path", where), spec.text1_column, spec.text2_column,
                                   spec.score_column, layout(spec), spec.min_score, spec.max_score)
-        return STSTask.load(spec.name, pairs, limits.max_pairs)
+        return STSTask.load(spec.name, pairs, limits.max_pairs, spec.instruction)
     if isinstance(spec, ClassificationTaskConfig):
         train, test = (read_labelled(table_file(spec, split, where), spec.text_column, spec.label_column,
                                      layout(spec)) for split in ("train", "test"))
@@ -75,7 +75,7 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     if isinstance(spec, PairClassificationTaskConfig):
         pairs = read_labelled_pairs(table_file(spec, "path", where), spec.text1_column, spec.text2_column,
                                     spec.label_column, layout(spec))
-        return PairClassificationTask(spec.name, pairs)
+        return PairClassificationTask(spec.name, pairs, instruction=spec.instruction)
     raise TypeError(f"{where}: no task type for {type(spec).__name__}")
 
 
@@ -110,11 +110,12 @@ def retrieval_task(spec: RetrievalTaskConfig, data: DataConfig, where: str, limi
     ignore = source.ignore_identical_ids if spec.ignore_identical_ids is None else spec.ignore_identical_ids
     metrics = checked_metrics(spec.metrics)
     if not source.subsets:
-        return RetrievalTask.load(spec.name, load_collection(source, split, key), metrics, limits, indexes, ignore)
+        return RetrievalTask.load(spec.name, load_collection(source, split, key), metrics, limits, indexes, ignore,
+                                  spec.instruction)
     root = resolve_root(source.name, source.root, source.url, source.md5, f"{key}.root")
     return SubsetAverage(spec.name, [
         RetrievalTask.load(f"{spec.name}-{subset}", load_collection(source, split, key, root / subset), metrics,
-                           limits, indexes, ignore) for subset in source.subsets])
+                           limits, indexes, ignore, spec.instruction) for subset in source.subsets])
 
 
 def check_scorable(tasks: Sequence[Task], model: ScoredModel, model_name: str) -> None:

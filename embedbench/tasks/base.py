@@ -7,12 +7,13 @@ layers of its texts (or ``model.retriever`` for rankings) and cuts each view fro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import torch
 
 from embedbench.config import IndexConfig
+from embedbench.embedding.prompts import Side
 from embedbench.embedding.views import ViewSet
 from embedbench.retrieval.base import Retriever
 
@@ -21,6 +22,10 @@ class ScoredModel(Protocol):
     """What tasks score: an encoder's views, or a retriever without embeddings (BM25: ``views`` is None)."""
 
     views: ViewSet | None
+
+    def prompt(self, texts: list[str], side: Side, instruction: str | None = None) -> list[str]:
+        """The texts as the model is to see them on that side: its prompt (or the instruction) before each."""
+        ...
 
     def embed(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         """Pooled (un-normalised) embeddings of every layer the views read, rows in input order."""
@@ -50,6 +55,7 @@ class TaskBase:
     """Defaults for tasks that report one main metric under their own name and need embeddings."""
 
     name: str
+    instruction: str | None = field(default=None, kw_only=True)  # for models with a prompt template
     main_metric: ClassVar[str] = ""
     needs_embeddings: ClassVar[bool] = True
     sliced: ClassVar[str | None] = None  # set on the instance when eval.max_* cut the data

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from embedbench.config import ClassificationTaskConfig
 from embedbench.data.tables import LabelledTexts
+from embedbench.embedding.prompts import SYMMETRIC
 from embedbench.embedding.views import cut
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel, TaskBase
@@ -58,7 +59,8 @@ class ClassificationTask(TaskBase):
         unseen = sorted(set(test.labels) - set(train.labels))
         if unseen:
             raise EmbedbenchError(f"{spec.test}: label {unseen[0]!r} never occurs in {spec.train}")
-        return cls(spec.name, train, test, spec.n_experiments, spec.samples_per_label, spec.max_iter, spec.seed)
+        return cls(spec.name, train, test, spec.n_experiments, spec.samples_per_label, spec.max_iter, spec.seed,
+                   instruction=spec.instruction)
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         ids = label_ids(self.train, self.test)
@@ -67,7 +69,7 @@ class ClassificationTask(TaskBase):
         picks = undersample(list(y_train), self.n_experiments, self.samples_per_label, self.seed)
         rows = sorted(set().union(*picks))  # only texts some experiment trains on are encoded
         position = {row: i for i, row in enumerate(rows)}
-        texts = [self.train.texts[r] for r in rows] + self.test.texts
+        texts = model.prompt([self.train.texts[r] for r in rows] + self.test.texts, SYMMETRIC, self.instruction)
         pooled = model.embed(texts, f"{self.name}: {len(rows)} train + {len(self.test.texts)} test texts")
         out = {}
         for view in model.views.views:

@@ -16,6 +16,7 @@ from sklearn.metrics.cluster import v_measure_score
 
 from embedbench.config import ClusteringTaskConfig
 from embedbench.data.tables import LabelledTexts
+from embedbench.embedding.prompts import SYMMETRIC
 from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase
 
@@ -46,11 +47,12 @@ class ClusteringTask(TaskBase):
     def load(cls, spec: ClusteringTaskConfig, data: LabelledTexts) -> ClusteringTask:
         """The task over ``data`` (its texts and labels), sampled as ``spec.sample`` says."""
         return cls(spec.name, stratified_sample(data, spec.sample, spec.seed), spec.rounds, spec.round_size,
-                   spec.kmeans_batch_size, spec.seed)
+                   spec.kmeans_batch_size, spec.seed, instruction=spec.instruction)
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         labels = np.array(self.data.labels)
-        pooled = model.embed(self.data.texts, f"{self.name}: {len(labels)} texts")
+        texts = model.prompt(self.data.texts, SYMMETRIC, self.instruction)
+        pooled = model.embed(texts, f"{self.name}: {len(labels)} texts")
         draws = random.Random(self.seed)
         rounds = [draws.choices(range(len(labels)), k=self.round_size) for _ in range(self.rounds)]
         kmeans = MiniBatchKMeans(n_clusters=len(set(self.data.labels)), batch_size=self.kmeans_batch_size,

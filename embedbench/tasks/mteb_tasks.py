@@ -2,7 +2,8 @@
 
 mteb downloads each task's data from the Hugging Face Hub, so this needs a machine that is online.
 Every view becomes one mteb encoder (a ``ViewEncoder``); they share one memo of pooled layer
-outputs, so the texts of a task are encoded once whatever the number of views.
+outputs, so the texts of a task are encoded once whatever the number of views. The side mteb names
+(query or document; none for symmetric tasks) picks the model's prompt.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embedbench.embedding.prompts import DOCUMENT, QUERY, SYMMETRIC
 from embedbench.embedding.views import View, cut
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel
@@ -31,7 +33,7 @@ def hub_offline() -> bool:
 
 
 def view_encoder(embed, view: View, label: str):
-    """One view of the model as an mteb encoder (cosine similarity, no prompts)."""
+    """One view of the model as an mteb encoder (cosine similarity; the model's prompt for mteb's side)."""
     from mteb.models import ModelMeta
     from mteb.models.abs_encoder import AbsEncoder
     from mteb.models.model_meta import ScoringFunction
@@ -43,7 +45,8 @@ def view_encoder(embed, view: View, label: str):
 
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
             texts = [text for batch in inputs for text in batch["text"]]
-            pooled = embed(texts, f"{task_metadata.name}/{hf_split}: {len(texts)} texts")
+            side = SYMMETRIC if prompt_type is None else DOCUMENT if prompt_type.value == DOCUMENT else QUERY
+            pooled = embed(texts, side, f"{task_metadata.name}/{hf_split}: {len(texts)} texts")
             return cut(pooled[view.layer], view.dim).numpy()
 
     return ViewEncoder()
@@ -79,7 +82,8 @@ class MtebTasks:
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         mteb = _mteb()
 
-        def memo_embed(texts, desc):  # one encoding per text list, shared by every view
+        def memo_embed(texts, side, desc):  # one encoding per text list and side, shared by every view
+            texts = model.prompt(texts, side)
             key = hash(tuple(texts))
             if key not in self._memo:
                 self._memo[key] = model.embed(texts, desc)

@@ -10,6 +10,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
 from embedbench.data.tables import LabelledPairs
+from embedbench.embedding.prompts import SYMMETRIC
 from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase
 
@@ -27,7 +28,8 @@ class PairClassificationTask(TaskBase):
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         n = len(self.pairs.labels)
-        pooled = model.embed(self.pairs.sentences1 + self.pairs.sentences2, f"{self.name}: {n} pairs")
+        texts = model.prompt(self.pairs.sentences1 + self.pairs.sentences2, SYMMETRIC, self.instruction)
+        pooled = model.embed(texts, f"{self.name}: {n} pairs")
         out = {}
         for view in model.views.views:
             emb = cut(pooled[view.layer], view.dim).numpy()

@@ -11,6 +11,7 @@ import torch
 
 from embedbench.config import RerankingTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
+from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.embedding.views import cut
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 from embedbench.tasks.retrieval import checked_metrics, metrics_by_view
@@ -31,7 +32,8 @@ class RerankingTask(TaskBase):
         full = load_beir(spec.name, root, split)
         dataset = subsample(full, limits.max_queries, None, limits.seed)
         path = root / spec.candidates  # relative to the BEIR folder, or absolute
-        task = cls(spec.name, dataset, load_candidates(path, dataset), checked_metrics(spec.metrics))
+        task = cls(spec.name, dataset, load_candidates(path, dataset), checked_metrics(spec.metrics),
+                   instruction=spec.instruction)
         task.sliced = slice_note({"queries": (len(dataset.queries), len(full.queries))})
         return task
 
@@ -39,7 +41,8 @@ class RerankingTask(TaskBase):
         qids = list(self.dataset.queries)
         doc_ids = list(dict.fromkeys(d for qid in qids for d in self.candidates[qid]))
         row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-        texts = [self.dataset.queries[q] for q in qids] + [self.dataset.doc_text(d) for d in doc_ids]
+        texts = (model.prompt([self.dataset.queries[q] for q in qids], QUERY, self.instruction)
+                 + model.prompt([self.dataset.doc_text(d) for d in doc_ids], DOCUMENT))
         pooled = model.embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} candidate docs")
         out: dict[str, float] = {}
         for view in model.views.views:

@@ -9,6 +9,7 @@ import pytrec_eval
 
 from embedbench.config import IndexConfig
 from embedbench.data.beir import BeirDataset, subsample
+from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
@@ -73,9 +74,10 @@ class RetrievalTask(TaskBase):
 
     @classmethod
     def load(cls, name: str, full: BeirDataset, metrics: list[str], limits: Limits = Limits(),
-             indexes: tuple[IndexConfig, ...] = (), ignore_identical_ids: bool = False) -> RetrievalTask:
+             indexes: tuple[IndexConfig, ...] = (), ignore_identical_ids: bool = False,
+             instruction: str | None = None) -> RetrievalTask:
         dataset = subsample(full, limits.max_queries, limits.max_docs, limits.seed)
-        task = cls(name, dataset, metrics, tuple(indexes), ignore_identical_ids)
+        task = cls(name, dataset, metrics, tuple(indexes), ignore_identical_ids, instruction=instruction)
         task.sliced = slice_note({"queries": (len(dataset.queries), len(full.queries)),
                                   "documents": (len(dataset.corpus), len(full.corpus))})
         return task
@@ -84,7 +86,8 @@ class RetrievalTask(TaskBase):
         qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
         k = max(parse_metric(m)[1] for m in self.metrics) + int(self.ignore_identical_ids)
         found = model.retriever(self.indexes).retrieve(
-            [self.dataset.queries[q] for q in qids], [self.dataset.doc_text(d) for d in doc_ids], k,
+            model.prompt([self.dataset.queries[q] for q in qids], QUERY, self.instruction),
+            model.prompt([self.dataset.doc_text(d) for d in doc_ids], DOCUMENT), k,
             f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
         out: dict[str, float] = {}
         for suffix, result in found.items():

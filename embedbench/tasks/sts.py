@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from scipy.stats import spearmanr
 
 from embedbench.data.tables import ScoredPairs
+from embedbench.embedding.prompts import SYMMETRIC
 from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase, slice_note
 
@@ -16,15 +17,17 @@ class STSTask(TaskBase):
     main_metric = "spearman"
 
     @classmethod
-    def load(cls, name: str, full: ScoredPairs, max_pairs: int | None = None) -> STSTask:
+    def load(cls, name: str, full: ScoredPairs, max_pairs: int | None = None,
+             instruction: str | None = None) -> STSTask:
         pairs = ScoredPairs(full.sentences1[:max_pairs], full.sentences2[:max_pairs], full.scores[:max_pairs])
-        task = cls(name, pairs)
+        task = cls(name, pairs, instruction=instruction)
         task.sliced = slice_note({"pairs": (len(pairs.scores), len(full.scores))})
         return task
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         n = len(self.pairs.scores)
-        pooled = model.embed(self.pairs.sentences1 + self.pairs.sentences2, f"{self.name}: {n} pairs")
+        texts = model.prompt(self.pairs.sentences1 + self.pairs.sentences2, SYMMETRIC, self.instruction)
+        pooled = model.embed(texts, f"{self.name}: {n} pairs")
         out = {}
         for view in model.views.views:
             emb = cut(pooled[view.layer], view.dim)

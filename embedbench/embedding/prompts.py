@@ -1,0 +1,91 @@
+"""Prompts: the text a model expects before each input, by side (query or document), and a task's instruction
+for models trained with instructions. A prompt is a prefix of the text, as sentence-transformers applies
+one, so the embedding cache and every runtime see the text exactly as the model encodes it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from embedbench.errors import EmbedbenchError
+
+Side = Literal["query", "document", "symmetric"]
+QUERY: Side = "query"
+DOCUMENT: Side = "document"
+SYMMETRIC: Side = "symmetric"  # both texts of a pair, or every text of a classification or clustering task
+# the names sentence-transformers models give the document side in config_sentence_transformers.json
+DOCUMENT_NAMES = ("document", "passage", "corpus", "doc")
+# mteb's names for the symmetric task types, under which a model's prompts for them are saved and read
+SYMMETRIC_TYPES = ("STS", "Classification", "Clustering", "PairClassification")
+
+
+@dataclass(frozen=True)
+class Prompts:
+    query: str = ""
+    document: str = ""
+    symmetric: str = ""
+    template: str | None = None  # "...{instruction}...{text}": queries of tasks that give an instruction
+
+    def prefix(self, side: Side, instruction: str | None = None) -> str:
+        if side != DOCUMENT and instruction and self.template:
+            return self.template.format(instruction=instruction, text="")
+        return {QUERY: self.query, DOCUMENT: self.document, SYMMETRIC: self.symmetric}[side]
+
+    def params(self) -> dict[str, str]:
+        """The prompts as MLflow params: what the model saw, also where the config said "the model's own"."""
+        return {"prompts.query": self.query, "prompts.document": self.document, "prompts.symmetric": self.symmetric,
+                **({"prompts.template": self.template} if self.template else {})}
+
+    def apply(self, texts: Sequence[str], side: Side, instruction: str | None = None) -> list[str]:
+        prefix = self.prefix(side, instruction)
+        return [prefix + text for text in texts] if prefix else list(texts)
+
+
+def shipped_prompts(model) -> tuple[str, str, str]:
+    """(query, document, symmetric) prompts a sentence-transformers model ships: its default prompt where a
+    side has none; for symmetric tasks, its STS prompt, else the query prompt."""
+    shipped = dict(getattr(model, "prompts", None) or {})
+    default = shipped.get(getattr(model, "default_prompt_name", None) or "", "")
+    # sentence-transformers fills "query" and "document" with "" when a model ships none under those names
+    document = next((shipped[name] for name in DOCUMENT_NAMES if shipped.get(name)), default)
+    query = shipped.get("query") or default
+    return query, document, shipped.get(SYMMETRIC_TYPES[0], query)
+
+
+def resolve_prompts(model, prompts, template: str | None) -> Prompts:
+    """``model.prompts`` (a side left null takes the model's own) and ``model.prompt_template``, checked
+    against the model's pooling: prompts must be pooled with the text, as they are prefixes here."""
+    query, document, symmetric = shipped_prompts(model)
+    if prompts.query is not None:
+        query, symmetric = prompts.query, prompts.query if symmetric == query else symmetric
+    resolved = Prompts(query, document if prompts.document is None else prompts.document,
+                       symmetric if prompts.symmetric is None else prompts.symmetric, template)
+    excluding = [module for module in model if getattr(module, "include_prompt", True) is False]
+    if excluding and (resolved.query or resolved.document or resolved.symmetric or template):
+        raise EmbedbenchError(f"the model's pooling leaves prompt tokens out ({type(excluding[0]).__name__} "
+                              "include_prompt=false), which embedbench does not do: set model.prompts.query='', "
+                              "model.prompts.document='' and model.prompts.symmetric='' to score it without "
+                              "prompts")
+    return resolved
+
+
+def saved_prompts(model, prompts: Prompts) -> dict[str, str]:
+    """The model's prompts with those it was trained with, under the names :func:`shipped_prompts` reads."""
+    saved = {**model.prompts, "query": prompts.query, "document": prompts.document}
+    if prompts.symmetric != prompts.query:
+        saved.update({kind: prompts.symmetric for kind in SYMMETRIC_TYPES})
+    return saved
+
+
+def training_prompts(prompts: Prompts, columns: Sequence[str]) -> dict[str, str]:
+    """The trainer's prompt per text column: the query prompt on anchors, the document prompt on positives,
+    negatives and candidates, the symmetric prompt on both sides of scored pairs."""
+    out = {}
+    for column in columns:
+        if column == "label":
+            continue
+        side = QUERY if column == "anchor" else SYMMETRIC if column.startswith("sentence") else DOCUMENT
+        if prompts.prefix(side):
+            out[column] = prompts.prefix(side)
+    return out

@@ -116,6 +116,21 @@ class BM25Config:
     stopwords: str | None = "en"
 
 
+class Pooling(Choice):
+    """sentence-transformers' pooling modes by their usual names; last_token finds the last real token under
+    left and right padding alike."""
+
+    mean = "mean"
+    cls = "cls"
+    max = "max"
+    last_token = "last_token"
+
+
+class PaddingSide(Choice):
+    left = "left"
+    right = "right"
+
+
 @dataclass
 class PromptsConfig:
     """Text put before every input of a side; null: the prompt the model ships (its
@@ -136,6 +151,9 @@ class ModelConfig:
     max_seq_length: int | None = None  # null: the model's own
     trust_remote_code: bool = False
     layer: int | None = None  # model=separate: the depth trained alone
+    pooling: Pooling | None = None  # null: the model's own head; else it is replaced, and saved so
+    bidirectional: bool = False  # decoder-only models: every token attends to every other (no causal mask)
+    padding_side: PaddingSide | None = None  # null: the tokenizer's own
     views: ViewsConfig = field(default_factory=ViewsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical
@@ -422,6 +440,7 @@ class TrainerConfig:
     max_examples: int | None = None  # train on the first N examples only
     on_nonfinite: OnNonfinite = OnNonfinite.stop  # a NaN/inf loss: stop naming the batch, or skip the batch
     resume: str | None = None  # a killed run's folder: continue from its last checkpoint
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
 
     def __post_init__(self) -> None:
         if self.bf16 not in ("auto", True, False):

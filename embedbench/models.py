@@ -8,7 +8,7 @@ import torch
 from embedbench.config import IndexConfig, ModelKind, RunConfig
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
-from embedbench.embedding.encoder import LayerEncoder, load_encoder, resolve_device
+from embedbench.embedding.encoder import LayerEncoder, load_encoder, model_options, resolve_device
 from embedbench.embedding.prompts import Prompts, Side, resolve_prompts
 from embedbench.embedding.views import ViewSet, build_views, with_grid
 from embedbench.errors import EmbedbenchError
@@ -75,6 +75,5 @@ def load_scored_model(cfg: RunConfig, phases: Phases | None = None) -> EncoderMo
     """The model ``model=`` names, ready to score."""
     if cfg.model.kind == ModelKind.lexical:
         return LexicalModel(BM25(cfg.model.bm25), cfg.model.name)
-    encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), cfg.model.max_seq_length,
-                           cfg.model.trust_remote_code)
+    encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), **model_options(cfg.model))
     return encoder_model(encoder, build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg, phases)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from embedbench.embedding.heads import make_bidirectional, set_padding_side, set_pooling
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.errors import EmbedbenchError
@@ -50,7 +51,9 @@ def resolve_encoding(encode, device: str) -> tuple[str, str]:
     return precision, resolve_backend(str(encode.backend), precision, device)
 
 
-def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False):
+def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
+               pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None):
+    """The sentence-transformers model, with ``model.pooling``, ``bidirectional`` and ``padding_side`` applied."""
     from sentence_transformers import SentenceTransformer
 
     path, local = resolve_model_path(str(name_or_path))
@@ -65,14 +68,27 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
+    if pooling:
+        set_pooling(model, pooling)
+    if bidirectional:
+        make_bidirectional(model[0].model)
+    if padding_side:
+        set_padding_side(model, padding_side)
     return model
 
 
-def load_encoder(name_or_path: str, device: str, max_seq_length: int | None = None,
-                 trust_remote_code: bool = False) -> LayerEncoder:
-    """:func:`load_model` wrapped in a :class:`LayerEncoder` that knows where its weights came from."""
-    model = load_model(name_or_path, device, max_seq_length, trust_remote_code)
-    return LayerEncoder(model, resolve_model_path(str(name_or_path))[0])
+def model_options(model_cfg) -> dict:
+    """The :func:`load_model` settings a ``model`` config holds."""
+    return {"max_seq_length": model_cfg.max_seq_length, "trust_remote_code": model_cfg.trust_remote_code,
+            "pooling": model_cfg.pooling, "bidirectional": model_cfg.bidirectional,
+            "padding_side": model_cfg.padding_side}
+
+
+def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:
+    """:func:`load_model` wrapped in a :class:`LayerEncoder` that knows where its weights came from and how
+    they were loaded."""
+    model = load_model(name_or_path, device, **options)
+    return LayerEncoder(model, resolve_model_path(str(name_or_path))[0], options)
 
 
 def _weights_state(model: torch.nn.Module) -> tuple:
@@ -83,13 +99,14 @@ def _weights_state(model: torch.nn.Module) -> tuple:
 class LayerEncoder:
     """Pooled sentence embeddings of any set of layers from one forward pass.
 
-    ``source``: the folder (or hub name) the model's weights were loaded from, if any.
+    ``source``: the folder (or hub name) the model's weights were loaded from, if any; ``options``: the
+    :func:`load_model` settings it was loaded with, which a copy in another process needs too.
     """
 
-    def __init__(self, model, source: str | None = None):
+    def __init__(self, model, source: str | None = None, options: dict | None = None):
         from sentence_transformers.base.modules import Normalize
 
-        self.model = model
+        self.model, self.options = model, dict(options or {})
         self.saved_to(source)
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]

@@ -68,7 +68,7 @@ class EncoderPool:
         self.folder = None if source else tempfile.mkdtemp(prefix="embedbench-encoder-")
         if self.folder:
             encoder.model.save(self.folder, safe_serialization=True)
-        model = {"name_or_path": source or self.folder,
+        model = {**encoder.options, "name_or_path": source or self.folder,
                  "max_seq_length": encoder.model.max_seq_length,
                  "trust_remote_code": encoder.model.trust_remote_code}
         self.jobs = [context.Queue() for _ in devices]

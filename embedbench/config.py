@@ -124,6 +124,7 @@ class Pooling(Choice):
     cls = "cls"
     max = "max"
     last_token = "last_token"
+    latent_attention = "latent_attention"  # NV-Embed's trainable head (model.latent_attention)
 
 
 class PaddingSide(Choice):
@@ -144,6 +145,15 @@ class LoraConfig:
     def __post_init__(self) -> None:
         if self.r < 0:
             raise EmbedbenchError(f"model.lora.r={self.r}: a rank is >= 0 (0: no adapters)")
+
+
+@dataclass
+class LatentAttentionConfig:
+    """NV-Embed's pooling head (its paper: 512 latents, 8 heads); initialised at random, it trains with the model."""
+
+    latents: int = 512
+    heads: int = 8
+    mlp_ratio: int = 4
 
 
 @dataclass
@@ -170,6 +180,7 @@ class ModelConfig:
     bidirectional: bool = False  # decoder-only models: every token attends to every other (no causal mask)
     padding_side: PaddingSide | None = None  # null: the tokenizer's own
     lora: LoraConfig = field(default_factory=LoraConfig)  # training only: adapters instead of full fine-tuning
+    latent_attention: LatentAttentionConfig = field(default_factory=LatentAttentionConfig)  # pooling=latent_attention
     views: ViewsConfig = field(default_factory=ViewsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical

@@ -9,8 +9,10 @@ views re-normalise after cutting). Training losses and evaluation both call
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,7 +54,8 @@ def resolve_encoding(encode, device: str) -> tuple[str, str]:
 
 
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
-               pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None):
+               pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None,
+               latent_attention=None):
     """The sentence-transformers model, with ``model.pooling``, ``bidirectional`` and ``padding_side`` applied."""
     from sentence_transformers import SentenceTransformer
 
@@ -61,7 +64,7 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         os.environ["HF_HUB_OFFLINE"] = "1"  # local weights must never trigger a hub lookup
     try:
         # safetensors only: a pickled checkpoint can run code when loaded
-        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code,
+        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code or own_modules(path),
                                     model_kwargs={"use_safetensors": True})
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -69,7 +72,7 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     if pooling:
-        set_pooling(model, pooling)
+        set_pooling(model, pooling, latent_attention)
     if bidirectional:
         make_bidirectional(model[0].model)
     if padding_side:
@@ -77,11 +80,23 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     return model
 
 
+def own_modules(path: str) -> bool:
+    """Whether a local model folder needs no code but sentence-transformers' and embedbench's own (a latent-
+    attention head it saved) and no transformers remote code: then loading it trusts nothing new."""
+    modules, config = Path(path) / "modules.json", Path(path) / "config.json"
+    if not modules.is_file():
+        return False
+    classes = [entry.get("type", "") for entry in json.loads(modules.read_text())]
+    ours = all(c.startswith(("sentence_transformers.", "embedbench.")) for c in classes)
+    remote = config.is_file() and "auto_map" in json.loads(config.read_text())
+    return ours and any(c.startswith("embedbench.") for c in classes) and not remote
+
+
 def model_options(model_cfg) -> dict:
     """The :func:`load_model` settings a ``model`` config holds."""
     return {"max_seq_length": model_cfg.max_seq_length, "trust_remote_code": model_cfg.trust_remote_code,
             "pooling": model_cfg.pooling, "bidirectional": model_cfg.bidirectional,
-            "padding_side": model_cfg.padding_side}
+            "padding_side": model_cfg.padding_side, "latent_attention": model_cfg.latent_attention}
 
 
 def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:

@@ -9,18 +9,29 @@ from embedbench.errors import EmbedbenchError
 ST_POOLING = {"mean": "mean", "cls": "cls", "max": "max", "last_token": "lasttoken"}
 
 
-def set_pooling(model, pooling: str) -> None:
-    """Replace the model's pooling module by sentence-transformers' ``pooling`` one (saved with the model, so
-    ``SentenceTransformer(path)`` pools the same way)."""
+def set_pooling(model, pooling: str, latent=None) -> None:
+    """Replace the model's pooling module by sentence-transformers' ``pooling`` one, or by latent attention
+    (``latent``: its sizes); saved with the model, so ``SentenceTransformer(path)`` pools the same way. A
+    model whose head is already of that kind keeps it (and its trained weights)."""
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    found = [name for name, module in model.named_children() if isinstance(module, Pooling)]
+    from embedbench.embedding.latent import LatentAttentionPooling
+
+    found = [name for name, module in model.named_children() if isinstance(module, (Pooling, LatentAttentionPooling))]
     if not found:
         raise EmbedbenchError(f"model.pooling={pooling}: the model has no pooling module to replace "
                               f"({', '.join(type(m).__name__ for m in model)})")
     old = model._modules[found[0]]
-    model._modules[found[0]] = Pooling(old.get_embedding_dimension(), pooling_mode=ST_POOLING[str(pooling)],
-                                       include_prompt=old.include_prompt)
+    dim = old.get_embedding_dimension()
+    if str(pooling) == "latent_attention":
+        if not isinstance(old, LatentAttentionPooling):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # the same new head in every process that loads the model so (device workers)
+                head = LatentAttentionPooling(dim, latent.latents, latent.heads, latent.mlp_ratio)
+            model._modules[found[0]] = head.to(next(model.parameters()).device)
+    else:
+        model._modules[found[0]] = Pooling(dim, pooling_mode=ST_POOLING[str(pooling)],
+                                           include_prompt=getattr(old, "include_prompt", True))
 
 
 def causal_modules(transformer: torch.nn.Module) -> list[torch.nn.Module]:

@@ -1,12 +1,13 @@
 """Decoder-only embedders: a tiny LLaMA built here (random weights, MiniLM's tokenizer) with the causal mask
 removed or kept, last-token pooling under either padding side, a replaced pooling head that is saved with
-the model, LoRA adapters that alone train and merge into a plain model, and train -> save -> eval runs."""
+the model, NV-Embed's latent-attention head, LoRA adapters that alone train and merge into a plain model,
+and train -> save -> eval runs."""
 import json
 
 import pytest
 import torch
 
-from embedbench.config import LoraConfig
+from embedbench.config import LatentAttentionConfig, LoraConfig
 from embedbench.embedding.encoder import LayerEncoder, load_model
 from embedbench.embedding.heads import add_lora, merge_lora
 from embedbench.errors import EmbedbenchError
@@ -83,6 +84,30 @@ def test_a_replaced_pooling_head_is_saved_with_the_model(tiny_decoder, tmp_path)
                                model.encode(TEXTS, convert_to_tensor=True))
 
 
+SMALL_LATENT = LatentAttentionConfig(latents=16, heads=2)
+
+
+def test_a_latent_attention_head_trains_and_reloads_bit_identical(tiny_decoder, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = load_model(tiny_decoder, "cpu", pooling="latent_attention", latent_attention=SMALL_LATENT)
+    again = load_model(tiny_decoder, "cpu", pooling="latent_attention", latent_attention=SMALL_LATENT)
+    torch.testing.assert_close(dict(model[1].named_parameters()), dict(again[1].named_parameters()), rtol=0, atol=0)
+    start = {name: p.detach().clone() for name, p in model[1].named_parameters()}
+    encoder = LayerEncoder(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    encoder.pooled(model.preprocess(TEXTS), [encoder.n_layers])[encoder.n_layers].pow(2).sum().backward()
+    optimizer.step()
+    moved = [name for name, p in model[1].named_parameters() if not torch.equal(p, start[name])]
+    assert "latent_array" in moved and any(name.startswith("attention.") for name in moved)
+    model.save(str(tmp_path / "saved"))
+    expected = model.encode(TEXTS, convert_to_tensor=True)
+    for reloaded in (SentenceTransformer(str(tmp_path / "saved"), device="cpu", trust_remote_code=True),
+                     load_model(tmp_path / "saved", "cpu"),  # embedbench's own head needs no trust_remote_code
+                     load_model(tmp_path / "saved", "cpu", pooling="latent_attention", latent_attention=SMALL_LATENT)):
+        assert torch.equal(reloaded.encode(TEXTS, convert_to_tensor=True), expected)  # the trained head, kept
+
+
 def test_lora_trains_only_the_adapters_and_merges_into_a_plain_model(tiny_decoder, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -135,16 +160,19 @@ def test_train_save_and_eval_a_bidirectional_last_token_decoder(tiny_decoder, sc
 
 @needs_data
 @pytest.mark.slow
-def test_a_lora_run_trains_adapters_and_saves_a_model_sentence_transformers_loads(tiny_decoder, scifact_slice,
-                                                                                 tmp_path):
+def test_a_lora_run_with_latent_attention_trains_both_and_loads_in_sentence_transformers(tiny_decoder,
+                                                                                          scifact_slice, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    run_main("train", f"model.name_or_path={tiny_decoder}", "model.pooling=last_token", "model.bidirectional=true",
+    run_main("train", f"model.name_or_path={tiny_decoder}", "model.pooling=latent_attention",
+             "model.latent_attention.latents=16", "model.latent_attention.heads=2", "model.bidirectional=true",
              "model.lora.r=4", "trainer=debug", "trainer.lr=0.01", f"data.root={scifact_slice}", "eval=sts",
              "eval.max_pairs=100", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert "stsb/spearman" in json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
-    trained = SentenceTransformer(str(tmp_path / "run" / "model"), device="cpu")
-    start = SentenceTransformer(str(tiny_decoder), device="cpu")
+    trained = SentenceTransformer(str(tmp_path / "run" / "model"), device="cpu", trust_remote_code=True)
+    start = load_model(tiny_decoder, "cpu", pooling="latent_attention", latent_attention=SMALL_LATENT)
     weights = dict(start.named_parameters())
     changed = {name for name, p in trained.named_parameters() if not torch.equal(p, weights[name])}
-    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)
+    transformer = {name for name in changed if name.startswith("0.")}
+    assert transformer and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in transformer)
+    assert "1.latent_array" in changed  # the head trained beside the adapters

@@ -105,7 +105,8 @@ BAD = {  # overrides: the one line they must give
                               "eval.tasks.beir.rooot: unknown key (eval.tasks.beir takes data, ignore_identical_ids, "
                               "instruction, metrics, name, root, split, type); did you mean eval.tasks.beir.root?"),
     "unknown choice": (["model=mrll"], "model=mrll: no such option; choose one of 2dmse, bge_small, bm25, e5_base, "
-                                       "minilm, mrl, separate, starbucks (did you mean model=mrl?)"),
+                                       "e5_mistral, gte_qwen2, minilm, mrl, nv_embed, separate, starbucks (did you "
+                                       "mean model=mrl?)"),
     "unknown enum value": (["encode.precision=fp16"], "encode.precision=fp16: choose one of auto, fp32, bf16"),
     "auto or a number": (["encode.batch_size=big"], "encode.batch_size=big: expected a positive integer or auto"),
     "auto or a boolean": (["trainer.bf16=maybe"], "trainer.bf16=maybe: expected auto, true or false"),

@@ -77,6 +77,12 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         make_bidirectional(model[0].model)
     if padding_side:
         set_padding_side(model, padding_side)
+    tokenizer = model.tokenizer
+    if tokenizer.pad_token is None:  # decoder LLMs often ship none; their embedders pad with end-of-sequence
+        if tokenizer.eos_token is None:
+            raise EmbedbenchError(f"model.name_or_path={name_or_path}: its tokenizer has neither a padding nor an "
+                                  "end-of-sequence token to pad batches with")
+        tokenizer.pad_token = tokenizer.eos_token
     return model
 
 

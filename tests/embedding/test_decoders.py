@@ -176,3 +176,16 @@ def test_a_lora_run_with_latent_attention_trains_both_and_loads_in_sentence_tran
     transformer = {name for name in changed if name.startswith("0.")}
     assert transformer and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in transformer)
     assert "1.latent_array" in changed  # the head trained beside the adapters
+
+
+def test_a_tokenizer_without_a_padding_token_pads_with_its_end_of_sequence_token(tiny_decoder, tmp_path):
+    model = load_model(tiny_decoder, "cpu")
+    model.tokenizer.pad_token, model.tokenizer.eos_token = None, "[SEP]"
+    model.save(str(tmp_path / "no_pad"))
+    reloaded = load_model(tmp_path / "no_pad", "cpu", pooling="last_token")
+    assert reloaded.tokenizer.pad_token == "[SEP]"
+    assert LayerEncoder(reloaded).encode(TEXTS, [2], batch_size=8)[2].shape == (3, 32)
+    reloaded.tokenizer.pad_token, reloaded.tokenizer.eos_token = None, None
+    reloaded.save(str(tmp_path / "neither"))
+    with pytest.raises(EmbedbenchError, match="neither a padding nor an end-of-sequence token"):
+        load_model(tmp_path / "neither", "cpu")

@@ -46,6 +46,9 @@ def task_config(key: str, spec) -> TaskConfig:
     if not isinstance(spec, (dict, DictConfig)):
         raise EmbedbenchError(f"{where}: expected a mapping with a type, got {spec!r}")
     kind = spec.get("type")
+    if kind is None:  # settings for a task no eval config declared (an experiment's, under another eval=)
+        raise EmbedbenchError(f"{where}: {', '.join(map(str, spec))} set for a task that eval= does not have; "
+                              f"choose an eval= with a {key} task, or give the task a type")
     if kind not in TASK_SCHEMAS:
         raise EmbedbenchError(f"{where}.type={kind}: choose one of {', '.join(sorted(TASK_SCHEMAS))}")
     schema = TASK_SCHEMAS[kind]

@@ -56,6 +56,10 @@ class DataFormat(Choice):
     graded_lists = "graded_lists"
     mirror = "mirror"
     cropping = "cropping"
+    labelled = "labelled"  # a labelled table (classification, clustering data) made into pairs, as NV-Embed does
+
+
+Column = Union[str, int]  # a header name, or a 0-based position
 
 
 class Negatives(Choice):
@@ -71,6 +75,7 @@ class TeacherKind(Choice):
 
 class Sampler(Choice):
     tas_balanced = "tas_balanced"
+    same_source = "same_source"  # data.sources: every batch from one source, sources drawn by their size
 
 
 Sample = Choice("Sample", [("2dmse", "2dmse")])
@@ -247,7 +252,8 @@ class CollectionConfig:
 
 
 @dataclass
-class DataConfig(CollectionConfig):
+class TrainingSetConfig(CollectionConfig):
+    """One training set: its format and where its examples come from."""
     format: DataFormat = DataFormat.beir
     train_split: str = "train"
     negatives: Negatives | None = None  # null: in-batch negatives only
@@ -263,6 +269,8 @@ class DataConfig(CollectionConfig):
     mask_token: str = "[MASK]"
     min_ratio: float = 0.1  # cropping: each crop keeps min_ratio..max_ratio of the words
     max_ratio: float = 0.5
+    text_column: str = "text"  # labelled: the table's header names
+    label_column: str = "label"
 
     def __post_init__(self) -> None:
         if self.teacher.kind and self.negatives != Negatives.mined:
@@ -270,6 +278,23 @@ class DataConfig(CollectionConfig):
         if not 0 < self.min_ratio <= self.max_ratio <= 1:
             raise EmbedbenchError(f"data.min_ratio={self.min_ratio}, data.max_ratio={self.max_ratio}: "
                                   "need 0 < min <= max <= 1")
+
+
+@dataclass
+class SourceConfig(TrainingSetConfig):
+    """One training set of several: its own instruction (the query-side prompt through model.prompt_template)
+    and whether the other examples of a batch are negatives (NV-Embed turns that off for non-retrieval data,
+    where another text of the batch may well be a positive)."""
+    instruction: str | None = None
+    in_batch_negatives: bool = True
+
+
+@dataclass
+class DataConfig(TrainingSetConfig):
+    """The training set (or sets) and the collection retrieval tasks score on."""
+    # several training sets at once (`- /data@data.sources.<key>: <data config>`); empty: this one alone.
+    # With sources, they alone train; data= still names the collection retrieval tasks score on.
+    sources: Dict[str, SourceConfig] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------------- eval
@@ -304,9 +329,6 @@ class TableFormat(Choice):
     csv = "csv"
     tsv = "tsv"  # tab-separated, no quoting
     jsonl = "jsonl"
-
-
-Column = Union[str, int]  # a header name, or a 0-based position
 
 
 @dataclass

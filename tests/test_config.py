@@ -13,7 +13,8 @@ from tests.helpers import REPO
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir()
           if g.is_dir() and g.name not in ("experiment", "hydra")}
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.startswith("recipe_"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*_retrieval.yaml")) + sorted(  # the 2-D papers'
+    p.stem for p in (CONF_DIR / "experiment").glob("*_sts.yaml"))
 RECIPES = {"recipe_infonce": ("infonce", None, None, None), "recipe_mined": ("infonce", "mined", None, None),
            "recipe_gradcache": ("cached_infonce", None, None, None),
            "recipe_margin_mse": ("margin_mse", "mined", "bm25", None),

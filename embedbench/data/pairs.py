@@ -3,18 +3,46 @@
   teacher scores when asked for (contrastive and distillation objectives);
 - (sentence1, sentence2, label) scored pairs for CoSENT / AnglE;
 - (anchor, candidate_1..n, label) graded lists for list-wise losses;
-- (anchor, positive) made from unlabeled text (``format: mirror`` / ``cropping``).
+- (anchor, positive) made from unlabeled text (``format: mirror`` / ``cropping``);
+- (anchor, positive, negative) from a labelled table (``format: labelled``);
+and several of them at once (``data.sources``), each a set of its own or, with the same columns, one mix.
 """
 from __future__ import annotations
 
-from datasets import Dataset
+import random
+from collections import defaultdict
+
+from datasets import Dataset, concatenate_datasets
 
 from embedbench.config import DataConfig, EncodeConfig
 from embedbench.data.beir import BeirDataset, load_collection
 from embedbench.data.files import data_file, jsonl_records
-from embedbench.data.tables import read_sts_benchmark
+from embedbench.data.tables import read_labelled, read_sts_benchmark
 from embedbench.embedding.cache import EmbeddingCache
 from embedbench.errors import EmbedbenchError, at
+
+
+def training_sets(data_cfg: DataConfig, max_examples: int | None, seed: int, encode: EncodeConfig,
+                  cache: EmbeddingCache | None, device: str = "auto") -> Dataset | dict[str, Dataset]:
+    """``data=``'s training set; with ``data.sources``, each source's (``max_examples`` apiece): kept apart
+    under ``data.sampler=same_source`` (every batch from one source), else mixed into one set, which needs
+    the same columns in every source."""
+    if not data_cfg.sources:
+        return training_pairs(data_cfg, max_examples, seed, encode, cache, device)
+    sets = {key: training_pairs(source, max_examples, seed, encode, cache, device)
+            for key, source in data_cfg.sources.items()}
+    if data_cfg.sampler == "same_source":
+        return sets
+    for setting in ("instruction", "in_batch_negatives"):
+        values = {getattr(source, setting) for source in data_cfg.sources.values()}
+        if len(values) > 1:
+            raise EmbedbenchError(f"data.sources differ in {setting}, which mixed batches cannot honour; set "
+                                  "data.sampler=same_source")
+    columns = {key: tuple(dataset.column_names) for key, dataset in sets.items()}
+    if len(set(columns.values())) > 1:
+        raise EmbedbenchError("data.sources: " + "; ".join(f"{key} has {', '.join(c)}" for key, c in columns.items())
+                              + ": mixed batches need the same columns; set data.sampler=same_source")
+    return concatenate_datasets(list(sets.values())).shuffle(seed=seed)
 
 
 def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, encode: EncodeConfig,
@@ -25,6 +53,8 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
         return scored_pairs(data_cfg, max_examples)
     if data_cfg.format == "graded_lists":
         return graded_lists(data_cfg, max_examples)
+    if data_cfg.format == "labelled":
+        return labelled_pairs(data_cfg, max_examples, seed)
     if data_cfg.format in ("mirror", "cropping"):
         from embedbench.data.unlabeled import self_supervised_pairs
 
@@ -38,6 +68,30 @@ def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
     n = max_examples or len(pairs.scores)
     return Dataset.from_dict({"sentence1": pairs.sentences1[:n], "sentence2": pairs.sentences2[:n],
                               "label": [score / data_cfg.max_score for score in pairs.scores[:n]]})
+
+
+def labelled_pairs(data_cfg, max_examples: int | None, seed: int) -> Dataset:
+    """Each text with another text of its label as the positive and a text of another label as the negative,
+    as NV-Embed trains on classification and clustering data; labels with a single distinct text give none."""
+    path = data_file(data_cfg.train, "data.train")
+    table = read_labelled(path, data_cfg.text_column, data_cfg.label_column)
+    by_label = defaultdict(list)
+    for text, label in zip(table.texts, table.labels):
+        by_label[label].append(text)
+    if len(by_label) < 2:
+        raise at(path, None, f"one label ({next(iter(by_label), 'none')}): a negative needs another")
+    rng, labels = random.Random(seed), sorted(by_label)
+    anchors, positives, negatives = [], [], []
+    for text, label in zip(table.texts, table.labels):
+        others = [t for t in by_label[label] if t != text]
+        if not others:
+            continue
+        anchors.append(text)
+        positives.append(rng.choice(others))
+        negatives.append(rng.choice(by_label[rng.choice([lab for lab in labels if lab != label])]))
+        if max_examples and len(anchors) == max_examples:
+            break
+    return Dataset.from_dict({"anchor": anchors, "positive": positives, "negative_1": negatives})
 
 
 def graded_lists(data_cfg, max_examples: int | None) -> Dataset:

@@ -12,6 +12,7 @@ import numpy as np
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from embedbench.config import DataConfig
+from embedbench.errors import EmbedbenchError
 
 
 def query_clusters(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -66,8 +67,11 @@ def batch_sampler(data: DataConfig, dataset, embed: Callable, seed: int):
     """What the trainer draws batches with: sentence-transformers' no-duplicates sampler (a repeated
     text in a batch would be a false negative), or TAS-Balanced batches (the training queries clustered
     by ``embed``, an :class:`~embedbench.embedding.embedder.Embedder` of one layer)."""
-    if data.sampler is None:
-        return "no_duplicates"
+    if data.sampler in (None, "same_source"):
+        return "no_duplicates"  # within each source, when they are kept apart
+    if data.sources:
+        raise EmbedbenchError("data.sampler=tas_balanced balances one training set; data.sources has "
+                              f"{len(data.sources)}")
     (layer,) = embed.layers
     queries = embed(list(dataset["anchor"]), "tas-b: clustering queries")[layer].numpy()
     settings = data.tas_balanced

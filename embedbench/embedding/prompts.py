@@ -78,14 +78,15 @@ def saved_prompts(model, prompts: Prompts) -> dict[str, str]:
     return saved
 
 
-def training_prompts(prompts: Prompts, columns: Sequence[str]) -> dict[str, str]:
-    """The trainer's prompt per text column: the query prompt on anchors, the document prompt on positives,
-    negatives and candidates, the symmetric prompt on both sides of scored pairs."""
+def training_prompts(prompts: Prompts, columns: Sequence[str], instruction: str | None = None) -> dict[str, str]:
+    """The trainer's prompt per text column: the query prompt (or the source's instruction, through the
+    template) on anchors, the document prompt on positives, negatives and candidates, the symmetric prompt on
+    both sides of scored pairs."""
     out = {}
     for column in columns:
-        if column == "label":
+        if column in ("label", "dataset_name"):
             continue
         side = QUERY if column == "anchor" else SYMMETRIC if column.startswith("sentence") else DOCUMENT
-        if prompts.prefix(side):
-            out[column] = prompts.prefix(side)
+        if prompts.prefix(side, instruction):
+            out[column] = prompts.prefix(side, instruction)
     return out

@@ -19,7 +19,7 @@ from embedbench import distributed
 from embedbench.atomic import disk_full
 from embedbench.composition import as_dict
 from embedbench.config import ModelKind, TrainRunConfig
-from embedbench.data.pairs import training_pairs
+from embedbench.data.pairs import training_sets
 from embedbench.data.sampler import batch_sampler
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
@@ -46,13 +46,15 @@ class LogToTracker(TrainerCallback):
     run, and one readable line of numbers into the log."""
 
     def __init__(self, tracker: Tracker, objective):
-        self.tracker, self.objective = tracker, objective
+        self.tracker = tracker
+        self.objectives = list(objective.values()) if isinstance(objective, dict) else [objective]
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not (state.is_world_process_zero and logs):
             return
         values = {LOGGED[k]: float(v) for k, v in logs.items() if k in LOGGED}
-        values.update(self.objective.pop_terms())
+        for objective in self.objectives:
+            values.update(objective.pop_terms())
         if "train/loss" in values:
             self.tracker.log_metrics(values, step=state.global_step)
             log.info("step %d/%d  %s", state.global_step, state.max_steps, "  ".join(
@@ -138,7 +140,8 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
         seed=cfg.seed,
         data_seed=cfg.seed,
         batch_sampler=sampler,
-        prompts=training_prompts(prompts, dataset.column_names),
+        multi_dataset_batch_sampler="proportional",  # data.sources kept apart: each batch from one, by size
+        prompts=trainer_prompts(prompts, cfg.data, dataset),
         logging_steps=t.log_every,
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or None,
@@ -159,6 +162,27 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
     if stopper.received:
         raise Preempted(f"training stopped by {stopper.received} at step {trainer.state.global_step}, its checkpoint "
                         f"written to {out_dir / 'checkpoints'}; continue with trainer.resume=auto (or ={out_dir})")
+
+
+def trainer_prompts(prompts: Prompts, data, dataset) -> dict:
+    """Per text column; with sources kept apart, per source (each with its own instruction)."""
+    if isinstance(dataset, dict):
+        return {key: training_prompts(prompts, part.column_names, data.sources[key].instruction)
+                for key, part in dataset.items()}
+    instruction = next((source.instruction for source in data.sources.values()), None)  # mixed: one, checked
+    return training_prompts(prompts, dataset.column_names, instruction)
+
+
+def build_objectives(cfg: TrainRunConfig, encoder, views, dataset):
+    """The objective; with sources kept apart, one per source, each with its own in-batch negatives."""
+    def build(in_batch_negatives: bool):
+        return build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed, cfg.trainer.on_nonfinite,
+                               in_batch_negatives)
+
+    sources = cfg.data.sources
+    if isinstance(dataset, dict):
+        return {key: build(source.in_batch_negatives) for key, source in sources.items()}
+    return build(all(source.in_batch_negatives for source in sources.values()))  # mixed: all alike, checked
 
 
 def fingerprint(config: dict) -> str:
@@ -211,15 +235,14 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             tasks = build_tasks(cfg.eval, cfg.data, list(cfg.index.values()), cfg.seed)
             device = resolve_device(cfg.device)
             cache = open_cache(cfg.eval)
-            dataset = training_pairs(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
+            dataset = training_sets(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
             encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
             views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
             tracker.log_params(prompts.params())
-            objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed,
-                                        cfg.trainer.on_nonfinite)
+            objective = build_objectives(cfg, encoder, views, dataset)
             sampler = batch_sampler(cfg.data, dataset, Embedder(encoder, [encoder.n_layers], cfg.encode, cache),
                                     cfg.seed)
         baseline = None

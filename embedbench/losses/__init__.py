@@ -18,12 +18,18 @@ BASE_LOSSES = {"infonce": InfoNCE, "cached_infonce": InfoNCE, "cosent": partial(
 
 
 def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig, seed: int = 0,
-                    on_nonfinite: str = "stop") -> ViewObjective:
+                    on_nonfinite: str = "stop", in_batch_negatives: bool = True) -> ViewObjective:
     """``loss=`` is the base; the model's ``objective`` block says which views it covers and how.
-    A ``mini_batch_size`` (``loss=cached_infonce``) turns on GradCache."""
+    A ``mini_batch_size`` (``loss=cached_infonce``) turns on GradCache; ``in_batch_negatives=False`` (a
+    source's setting) keeps each query to its own candidates."""
     if loss.name not in BASE_LOSSES:
         raise EmbedbenchError(f"loss.name={loss.name}: unknown; choose one of {', '.join(sorted(BASE_LOSSES))}")
     params = {f.name: getattr(loss, f.name) for f in fields(loss) if f.name not in ("name", "mini_batch_size")}
+    if not in_batch_negatives:
+        if BASE_LOSSES[loss.name] is not InfoNCE:
+            raise EmbedbenchError(f"in_batch_negatives: false: loss={loss.name} has no in-batch negatives to turn "
+                                  "off (infonce and cached_infonce have)")
+        params["in_batch_negatives"] = False
     try:
         base = BASE_LOSSES[loss.name](**params)
     except TypeError as exc:  # a loss.name pointed at another loss's settings

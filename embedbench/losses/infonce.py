@@ -1,18 +1,26 @@
-"""InfoNCE over in-batch negatives plus optional hard-negative columns."""
+"""InfoNCE over in-batch negatives plus optional hard-negative columns, or over each query's own candidates
+alone (``in_batch_negatives=False``, for sources whose batch mates may be positives)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from sentence_transformers.util.distributed import all_gather_with_grad, get_rank
 
+from embedbench.errors import EmbedbenchError
+
 
 class InfoNCE:
     alignment = "scores"  # what a view is aligned to the full view by: its in-batch score distribution
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False, gather_across_devices: bool = False):
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, gather_across_devices: bool = False,
+                 in_batch_negatives: bool = True):
         self.temperature = float(temperature)
         self.symmetric = bool(symmetric)
         self.gather_across_devices = bool(gather_across_devices)
+        self.in_batch_negatives = bool(in_batch_negatives)
+        if not in_batch_negatives and (symmetric or gather_across_devices):
+            raise EmbedbenchError("in_batch_negatives=false: each query meets its own candidates only, so "
+                                  "loss.symmetric and loss.gather_across_devices do not apply")
 
     def gathered(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Every rank's rows in rank order (cross-device negatives) when asked to, else this rank's; and where
@@ -24,6 +32,13 @@ class InfoNCE:
 
     def scores_and_targets(self, columns: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of each query over the (gathered) positives and hard negatives, and each query's own positive."""
+        if not self.in_batch_negatives:
+            if len(columns) < 3:
+                raise EmbedbenchError("in_batch_negatives=false needs hard negatives (data.negatives=mined, or a "
+                                      "labelled source): a query with its positive alone has nothing to rank")
+            candidates = torch.stack(columns[1:], dim=1)  # [batch, 1 + negatives, dim]: the positive first
+            scores = torch.einsum("bd,bkd->bk", columns[0], candidates) / self.temperature
+            return scores, torch.zeros(len(columns[0]), dtype=torch.long, device=scores.device)
         gathered = [self.gathered(column) for column in columns[1:]]
         candidates = torch.cat([rows for rows, _ in gathered])
         offset = gathered[0][1]
@@ -47,4 +62,4 @@ class InfoNCE:
 
     def config(self) -> dict:
         return {"temperature": self.temperature, "symmetric": self.symmetric,
-                "gather_across_devices": self.gather_across_devices}
+                "gather_across_devices": self.gather_across_devices, "in_batch_negatives": self.in_batch_negatives}

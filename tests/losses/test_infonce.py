@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from embedbench.errors import EmbedbenchError
 from embedbench.losses.infonce import InfoNCE
 
 
@@ -30,3 +31,15 @@ def test_infonce_symmetric(batch):
     q, p, _ = batch
     expected = (_direct_infonce(q, p, 0.05) + _direct_infonce(p, q, 0.05)) / 2
     assert InfoNCE(0.05, symmetric=True)([q, p]).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_infonce_without_in_batch_negatives_ranks_each_query_s_own_candidates(batch):
+    q, p, n = batch
+    expected = sum(-(float(q[i] @ p[i]) / 0.1 - math.log(math.exp(float(q[i] @ p[i]) / 0.1)
+                                                         + math.exp(float(q[i] @ n[i]) / 0.1)))
+                   for i in range(len(q))) / len(q)
+    assert InfoNCE(0.1, in_batch_negatives=False)([q, p, n]).item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(EmbedbenchError, match="needs hard negatives"):
+        InfoNCE(0.1, in_batch_negatives=False)([q, p])
+    with pytest.raises(EmbedbenchError, match="do not apply"):
+        InfoNCE(0.1, symmetric=True, in_batch_negatives=False)

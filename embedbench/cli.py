@@ -70,6 +70,8 @@ def job(cfg) -> float | None:
     run_name = name_run(str(cfg.job), list(hc.overrides.task), varying_keys(sweep_dir))
     try:
         typed = load(cfg)
+        if typed.job == "train" and typed.trainer.init_from == "previous":
+            typed.model.name_or_path = previous_job_model(hc)
         if typed.job == "train":
             from embedbench.jobs.train import run_train as runner
         else:
@@ -118,6 +120,21 @@ def compose_config(name: str, overrides: list[str], config_dir: str | None = Non
         fail(describe(exc))
 
 
+def previous_job_model(hc) -> str:
+    """``trainer.init_from=previous``: the model folder of the sweep's job before this one (the jobs' folders
+    are named by their number, ``hydra.sweep.subdir``)."""
+    from hydra.types import RunMode
+
+    if hc.mode != RunMode.MULTIRUN or hc.job.num == 0:
+        raise EmbedbenchError("trainer.init_from=previous: a later stage of a sweep starts from the model of the "
+                              "job before it, and this job has none before it")
+    folder = Path(hc.runtime.output_dir).parent / str(hc.job.num - 1) / "model"
+    if not (folder / "modules.json").is_file():
+        raise EmbedbenchError(f"trainer.init_from=previous: {folder} holds no model; the job before did not finish, "
+                              "or ran at the same time (stages need jobs one after another: the basic launcher)")
+    return str(folder.resolve())
+
+
 def job_overrides(args: list[str]) -> list[list[str]]:
     """The overrides of every job the command line launches: one list, or one per combination of a sweep."""
     overrides = [a for a in args if a and not a.startswith("-") and ("=" in a or a[0] in "~+")]
@@ -133,6 +150,18 @@ def job_overrides(args: list[str]) -> list[list[str]]:
         return [[o.input_line for o in parsed if not o.is_sweep_override()]]
 
 
+def config_sweep(command: str, args: list[str], config_dir: str | None) -> list[str]:
+    """A multirun's sweep that the config itself declares (``hydra.sweeper.params``, as a recipe's stages
+    are), as overrides; the command line's own come first and win."""
+    if not MULTIRUN & set(args):
+        return []
+    # the config groups chosen (experiment=...) decide it; settings may name keys only a swept group adds
+    groups = [a for a in job_overrides(args)[0] if "." not in a.split("=", 1)[0]]
+    params = compose_config(command, groups, config_dir, with_hydra=True).hydra.sweeper.get("params") or {}
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+    return [f"{key}={value}" for key, value in params.items() if key.lstrip("+~") not in given]
+
+
 def check_before_launch(command: str, args: list[str], config_dir: str | None) -> None:
     """Every job's config composes and loads, and its model folder exists, before anything starts:
     no run folder, MLflow run or sweep is left behind by a typo."""
@@ -142,9 +171,10 @@ def check_before_launch(command: str, args: list[str], config_dir: str | None) -
     from embedbench.tracking_server import check_server
 
     servers = set()
-    for overrides in job_overrides(args):
+    for overrides in job_overrides([*args, *config_sweep(command, args, config_dir)]):
         typed = load(compose_config(command, overrides, config_dir))
-        if typed.model.kind == ModelKind.encoder:
+        later_stage = getattr(getattr(typed, "trainer", None), "init_from", None)  # its model: an earlier job's
+        if typed.model.kind == ModelKind.encoder and not later_stage:
             resolve_model_path(typed.model.name_or_path)
         servers.add((typed.logger.tracking_uri, typed.logger.experiment))
     for uri, experiment in servers:  # reachable, and taking these credentials

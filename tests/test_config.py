@@ -12,7 +12,7 @@ from embedbench.errors import EmbedbenchError
 from tests.helpers import REPO
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF_DIR.iterdir()
-          if g.is_dir() and g.name not in ("experiment", "hydra")}
+          if g.is_dir() and g.name not in ("experiment", "hydra", "stage")}  # stage: a recipe's sweep
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*_retrieval.yaml")) + sorted(  # the 2-D papers'
     p.stem for p in (CONF_DIR / "experiment").glob("*_sts.yaml"))
 RECIPES = {"recipe_infonce": ("infonce", None, None, None), "recipe_mined": ("infonce", "mined", None, None),

@@ -11,7 +11,7 @@ from embedbench.config import LatentAttentionConfig, LoraConfig
 from embedbench.embedding.encoder import LayerEncoder, load_model
 from embedbench.embedding.heads import add_lora, merge_lora
 from embedbench.errors import EmbedbenchError
-from tests.helpers import needs_data, run_main
+from tests.helpers import mlflow_runs, needs_data, run_main
 
 TEXTS = ["a short text", "a somewhat longer text about cells and proteins", "three words here"]
 
@@ -189,3 +189,24 @@ def test_a_tokenizer_without_a_padding_token_pads_with_its_end_of_sequence_token
     reloaded.save(str(tmp_path / "neither"))
     with pytest.raises(EmbedbenchError, match="neither a padding nor an end-of-sequence token"):
         load_model(tmp_path / "neither", "cpu")
+
+
+@needs_data
+@pytest.mark.slow
+def test_the_two_stage_recipe_trains_stage_two_from_stage_one_under_one_parent(tiny_decoder, scifact_slice,
+                                                                               tmp_path):
+    run_main("train", "-m", "experiment=nv_embed_two_stage", f"model.name_or_path={tiny_decoder}", "model.lora.r=4",
+             "model.latent_attention.latents=16", "model.latent_attention.heads=2", f"data.root={scifact_slice}",
+             f"data.sources.scifact.root={scifact_slice}", "data.sources.scifact.negatives=null", "trainer=debug",
+             "eval.max_pairs=50", "eval.max_queries=10", "eval.max_docs=100", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+             cwd=tmp_path)
+    runs = mlflow_runs(tmp_path)
+    [parent] = [r for r in runs if r.data.tags.get("embedbench.role") == "sweep"]
+    stages = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(stages) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    [second] = [r for r in stages if r.data.params["trainer.init_from"] == "previous"]
+    assert second.data.params["model.name_or_path"] == str((tmp_path / "sweep" / "0" / "model").resolve())
+    assert second.data.params["data.sources.banking77.in_batch_negatives"] == "False"
+    assert "mteb_lite/average" in second.data.metrics
+    proc = run_main("train", "+stage=blend", f"model.name_or_path={tiny_decoder}", cwd=tmp_path, check=False)
+    assert "trainer.init_from=previous: a later stage of a sweep" in proc.stderr

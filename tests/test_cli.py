@@ -180,3 +180,23 @@ def test_a_sweep_jobs_name_leads_with_what_the_sweep_varies():
     assert name_run("train", overrides, ["loss.temperature"]) == \
         "loss.temperature=0.02 | train trainer=debug model=mrl +eval.baseline=true"
     assert name_run("eval", ["model=mrl"], []) == "eval model=mrl"
+
+
+def test_a_later_stage_finds_the_model_of_the_job_before_it_or_says_why_not(tmp_path):
+    from types import SimpleNamespace
+
+    from hydra.types import RunMode
+
+    from embedbench.cli import previous_job_model
+    from embedbench.errors import EmbedbenchError
+
+    second = SimpleNamespace(mode=RunMode.MULTIRUN, job=SimpleNamespace(num=1),
+                             runtime=SimpleNamespace(output_dir=str(tmp_path / "1")))
+    with pytest.raises(EmbedbenchError, match="holds no model; the job before did not finish"):
+        previous_job_model(second)
+    (tmp_path / "0" / "model").mkdir(parents=True)
+    (tmp_path / "0" / "model" / "modules.json").write_text("[]")
+    assert previous_job_model(second) == str((tmp_path / "0" / "model").resolve())
+    first = SimpleNamespace(mode=RunMode.MULTIRUN, job=SimpleNamespace(num=0), runtime=second.runtime)
+    with pytest.raises(EmbedbenchError, match="has none before it"):
+        previous_job_model(first)

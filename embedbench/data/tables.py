@@ -159,12 +159,19 @@ def read_labelled(path, text_column: Column = "text", label_column: Column = "la
     return LabelledTexts(values["text"], [label.strip() for label in values["label"]])
 
 
+def read_text_pairs(path, text1_column: Column, text2_column: Column, role: str, column: Column,
+                    layout: Layout) -> tuple[dict[str, list[str]], list[int]]:
+    """Both text columns (each checked to hold text) and the pair's ``role`` column, with each row's line."""
+    columns = {"text1": text1_column, "text2": text2_column, role: column}
+    values, lines = read_columns(path, columns, layout)
+    for text in ("text1", "text2"):
+        check_text(path, columns[text], values[text], lines)
+    return values, lines
+
+
 def read_labelled_pairs(path, text1_column: Column, text2_column: Column, label_column: Column,
                         layout: Layout = Layout()) -> LabelledPairs:
-    columns = {"text1": text1_column, "text2": text2_column, "label": label_column}
-    values, lines = read_columns(path, columns, layout)
-    for role in ("text1", "text2"):
-        check_text(path, columns[role], values[role], lines)
+    values, lines = read_text_pairs(path, text1_column, text2_column, "label", label_column, layout)
     labels = []
     for lineno, label in zip(lines, values["label"]):
         if label.strip() not in ("0", "1"):
@@ -177,10 +184,7 @@ def read_labelled_pairs(path, text1_column: Column, text2_column: Column, label_
 
 def read_scored_pairs(path, text1_column: Column, text2_column: Column, score_column: Column,
                       layout: Layout = Layout(), min_score: float = 0.0, max_score: float = 5.0) -> ScoredPairs:
-    columns = {"text1": text1_column, "text2": text2_column, "score": score_column}
-    values, lines = read_columns(path, columns, layout)
-    for role in ("text1", "text2"):
-        check_text(path, columns[role], values[role], lines)
+    values, lines = read_text_pairs(path, text1_column, text2_column, "score", score_column, layout)
     scores = []
     for lineno, value in zip(lines, values["score"]):
         try:

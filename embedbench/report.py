@@ -146,3 +146,10 @@ def finish(job: str, tracker, out_dir: Path, phases: Phases, tasks: Sequence[Tas
         tracker.log_artifact(job_log)
     task, metric = next(iter(main.items()))
     return f"{task}/{metric}"
+
+
+def aligned(rows: Sequence[Sequence[str]], left: int = 0) -> str:
+    """Rows of cells as text columns padded to their widest cell: the first ``left`` flush left, the rest right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) if i < left else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows)

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from embedbench.errors import EmbedbenchError
+from embedbench.report import aligned
 
 SHIPPED = Path(__file__).parent / "matrices"
 
@@ -118,8 +119,7 @@ def table(outcomes: list[Outcome]) -> str:
         delta = f"{o.got - o.expected:+.5f}" if o.got is not None else "-"
         rows.append((o.condition, o.metric, f"{o.expected:.5f}", got, delta, f"{o.tolerance:g}",
                      "OK" if o.ok else f"FAIL{': ' + o.error if o.error else ''}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+    return aligned(rows, left=len(rows[0]))
 
 
 def reproduce(name_or_path: str, only: list[str] | None, extra: list[str]) -> int:

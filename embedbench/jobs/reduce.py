@@ -21,6 +21,7 @@ from embedbench.data.beir import BeirDataset, load_collection, write_beir
 from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.models import load_scored_model
+from embedbench.report import aligned
 from embedbench.tasks.base import ScoredModel
 from embedbench.tasks.retrieval import retrieval_metrics
 
@@ -112,13 +113,6 @@ def system_scores(reductions: Sequence[Reduction]) -> str:
     rows += [(name, f"{score:.4f}", *(f"{r.reduced[name]:.4f}" for r in reductions))
              for name, score in reductions[0].full.items()]
     return aligned(rows, left=1)
-
-
-def aligned(rows: Sequence[Sequence[str]], left: int = 0) -> str:
-    """Columns padded to their widest cell; the first ``left`` columns flush left, the rest right."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) if i < left else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows)
 
 
 def smallest_faithful(reductions: Sequence[Reduction], tau: float = 0.9) -> int | None:

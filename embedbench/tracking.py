@@ -169,8 +169,7 @@ class Tracker:
         self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / RUN_FILE).write_text(self.run_id)
-        limit = self.logger.param_max_len
-        self._send("params", params={key: value[:limit] for key, value in flatten(self.config).items()})
+        self.log_params(flatten(self.config))
         self._send("dict", payload=self.config, name="config.yaml")
         return self
 
@@ -191,7 +190,7 @@ class Tracker:
         self._send("tags", tags=tags)
 
     def log_params(self, params: dict[str, str]) -> None:
-        """Settings known once the model is loaded (the prompts it ships), beside the config's."""
+        """The config's settings, and those known once the model is loaded (the prompts it ships)."""
         if params:
             self._send("params", params={key: value[:self.logger.param_max_len] for key, value in params.items()})
 

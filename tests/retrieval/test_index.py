@@ -68,6 +68,18 @@ def test_funnel_shortlists_on_the_prefix_and_reranks_at_full_width(collection):
     assert found.flops_per_query == 3000 * 16 + 40 * 64
 
 
+def test_funnel_first_stage_through_ivf_takes_its_probe_count(collection):
+    """An IVF first stage on the prefix that probes every list shortlists as the exact prefix search does."""
+    docs, queries = collection
+    exact_first = search(docs, queries, 10, IndexConfig(name="funnel", funnel_dim=16, shortlist=40))
+    spec = {"name": "funnel ivf", "funnel_dim": 16, "shortlist": 40, "factory": "IVF{nlist},Flat"}
+    every_list = search(docs, queries, 10, IndexConfig(**spec, params="nprobe=76"))
+    one_list = search(docs, queries, 10, IndexConfig(**spec, params="nprobe=1"))
+    assert overlap(every_list.ids, exact_first.ids) == 1.0
+    assert overlap(one_list.ids, exact_first.ids) < 0.9
+    assert every_list.flops_per_query is None  # an IVF scan's work depends on the lists probed
+
+
 def test_ivf_probe_count_is_applied(collection):
     docs, queries = collection
     exact = exact_top(docs, queries, 10)

@@ -192,9 +192,7 @@ def config_dir_of(args: list[str], environment: bool = True) -> str | None:
 
 
 def distributed_overrides(command: str, args: list[str], config_dir: str | None) -> list[str]:
-    """Under torchrun: one train job whose ranks share rank 0's run folder."""
-    if command != "train":
-        fail(f"embedbench {command} runs in one process; torchrun is for `embedbench train`")
+    """Under torchrun: one train or eval job whose ranks share rank 0's run folder."""
     if MULTIRUN & set(args):
         fail("torchrun with -m: launch each job of the sweep with its own torchrun")
     distributed.init()

@@ -63,17 +63,21 @@ class LexicalModel:
         pass
 
 
-def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases: Phases | None = None) -> EncoderModel:
+def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases: Phases | None = None,
+                  shared_by_ranks: bool = False) -> EncoderModel:
     """``encoder``'s views plus ``eval.grid``, embedded as ``encode`` says, through the cache of ``eval.cache``,
     with the prompts ``model.prompts`` resolves to."""
     views = with_grid(views, cfg.eval.grid)
     prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
-    return EncoderModel(Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases), views, prompts)
+    embedder = Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases, shared_by_ranks)
+    return EncoderModel(embedder, views, prompts)
 
 
-def load_scored_model(cfg: RunConfig, phases: Phases | None = None) -> EncoderModel | LexicalModel:
+def load_scored_model(cfg: RunConfig, phases: Phases | None = None,
+                      shared_by_ranks: bool = False) -> EncoderModel | LexicalModel:
     """The model ``model=`` names, ready to score."""
     if cfg.model.kind == ModelKind.lexical:
         return LexicalModel(BM25(cfg.model.bm25), cfg.model.name)
     encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), **model_options(cfg.model))
-    return encoder_model(encoder, build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size), cfg, phases)
+    views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+    return encoder_model(encoder, views, cfg, phases, shared_by_ranks)

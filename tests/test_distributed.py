@@ -1,4 +1,5 @@
 """DDP on CPU with gloo: two real processes."""
+import json
 import os
 import socket
 import subprocess
@@ -103,3 +104,35 @@ def test_torchrun_two_process_train_logs_once_and_saves_once(tmp_path, scifact_s
     losses = client.get_metric_history(runs[0].info.run_id, "train/loss")
     assert sorted(m.step for m in losses) == [1, 2, 3]  # logged by rank 0 only
     assert proc.stdout.count("embedbench train: finished") == 1  # scored and reported once
+
+
+def _torchrun(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "embedbench",
+         *args], cwd=cwd, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_eval_scores_as_one_process(tmp_path, scifact_slice):
+    """Two gloo ranks each encode a share of every text list (the real MiniLM, layer x dim grid); rank 0
+    scores and logs one run whose metrics equal a one-process eval's."""
+    from tests.helpers import results_files, run_main
+
+    args = [f"data.root={scifact_slice}", "eval=beir", "eval.grid=full", "eval.cache=false"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    run_main("eval", *args, cwd=tmp_path / "one")
+    proc = _torchrun("eval", *args, cwd=tmp_path / "two")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(rank 0 of 2)" in proc.stderr  # the first rank's share had a bar, so the work was shared
+    one, two = ([json.loads(p.read_text())["metrics"] for p in results_files(tmp_path / name)]
+                for name in ("one", "two"))
+    assert len(two) == 1 and len(one) == 1
+    assert set(two[0]) == set(one[0]) and "scifact/ndcg_at_10/l3_d64" in two[0]
+    for name, value in one[0].items():
+        if not name.split("/")[1].endswith(("_s", "qps")):  # timings differ; every score is the same
+            assert two[0][name] == pytest.approx(value, abs=1e-6), name
+    client = MlflowClient(f"sqlite:///{tmp_path}/two/outputs/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("embedbench").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"

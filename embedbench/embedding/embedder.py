@@ -14,6 +14,7 @@ import torch
 from embedbench.embedding.cache import EmbeddingCache, model_fingerprint
 from embedbench.embedding.encoder import LayerEncoder, resolve_batch_size, resolve_encoding
 from embedbench.embedding.pool import EncoderPool, resolve_devices
+from embedbench.embedding.ranks import RankShards
 from embedbench.phases import Phases
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,13 @@ log = logging.getLogger(__name__)
 class Embedder:
     """Pooled (un-normalised) float32 embeddings of ``layers`` for any list of texts: one encoding pass, or
     the cache's copy. The runtime (or the pool of device workers) is built at the first miss and reused
-    for every later list, so an eval converts or copies the weights once."""
+    for every later list, so an eval converts or copies the weights once. ``shared_by_ranks``: rank 0 of a
+    torchrun eval, whose misses every rank encodes a share of (:mod:`embedbench.embedding.ranks`)."""
 
     def __init__(self, encoder: LayerEncoder, layers: list[int], encode, cache: EmbeddingCache | None = None,
-                 phases: Phases | None = None):
+                 phases: Phases | None = None, shared_by_ranks: bool = False):
         self.encoder, self.layers, self.cache, self.phases = encoder, list(layers), cache, phases
+        self.shared_by_ranks = shared_by_ranks
         self.precision, self.backend = resolve_encoding(encode, encoder.device.type)
         self.batch_size = resolve_batch_size(encode.batch_size, encoder.device.type)
         self.devices = resolve_devices(encode.devices, encoder.device.type)
@@ -48,6 +51,10 @@ class Embedder:
         return pooled
 
     def _encode(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
+        if self.shared_by_ranks:
+            self._engine = self._engine or RankShards(self.encoder, self.encoder.runtime(self.precision, self.backend),
+                                                      self.batch_size)
+            return self._engine.encode(texts, self.layers, desc)
         if len(self.devices) > 1:
             self._engine = self._engine or EncoderPool(self.encoder, self.devices, self.precision, self.backend,
                                                        self.batch_size)

@@ -227,11 +227,12 @@ class LayerEncoder:
     @torch.inference_mode()
     def encode(self, texts: list[str], layers: list[int], batch_size: int = 16, precision: str = "fp32",
                desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None,
-               lengths: np.ndarray | None = None) -> dict[int, torch.Tensor]:
+               lengths: np.ndarray | None = None, progress: bool = True) -> dict[int, torch.Tensor]:
         """{layer: float32 CPU tensor [len(texts), hidden]}, rows in input order.
 
         ``runtime``: one from :meth:`runtime`, to reuse across calls (else one is built for this call).
-        ``lengths``: the texts' :meth:`token_lengths`, when the caller has them already."""
+        ``lengths``: the texts' :meth:`token_lengths`, when the caller has them already.
+        ``progress``: off where another process shows the bar for all of them."""
         self.model.eval()
         runtime = runtime or self.runtime(precision, backend)
         result = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
@@ -239,7 +240,7 @@ class LayerEncoder:
         batches = self.batches(texts, batch_size, lengths=lengths)
         # counted in tokens: batches go longest first, so a count of texts would promise far too late an end
         with tqdm(total=int(lengths.sum()), desc=desc, unit="tok", unit_scale=True,
-                  disable=len(batches) < 2) as progress:
+                  disable=not progress or len(batches) < 2) as bar:
             for index in batches:
                 features = self.model.preprocess([texts[i] for i in index])
                 features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
@@ -247,5 +248,5 @@ class LayerEncoder:
                 rows = torch.from_numpy(index)
                 for layer in layers:
                     result[layer][rows] = pooled[layer].float().cpu()
-                progress.update(int(lengths[index].sum()))
+                bar.update(int(lengths[index].sum()))
         return result

@@ -8,7 +8,6 @@ rounding of differently composed batches.
 """
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import tempfile
@@ -40,17 +39,23 @@ def resolve_devices(devices, device: str) -> list[str]:
     return devices
 
 
+def deal(lengths: np.ndarray, n: int) -> list[np.ndarray]:
+    """Text indices for ``n`` encoders, dealt round-robin in decreasing token length: equal tokens each."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i::n] for i in range(n)]
+
+
 def _worker(model: dict, device: str, threads: int, precision: str, backend: str, batch_size: int, jobs, results):
     from embedbench.embedding.encoder import LayerEncoder, load_model
 
-    os.environ["TQDM_DISABLE"] = "1"  # the parent shows one bar for all workers
     torch.set_num_threads(threads)
     encoder = LayerEncoder(load_model(device=device, **model))
     runtime = encoder.runtime(precision, backend)
     while (job := jobs.get()) is not None:
         key, texts, layers, lengths = job
         try:
-            results.put((key, encoder.encode(texts, layers, batch_size, runtime=runtime, lengths=lengths), None))
+            results.put((key, encoder.encode(texts, layers, batch_size, runtime=runtime, lengths=lengths,
+                                        progress=False), None))
         except Exception as exc:  # report it: the parent would otherwise wait forever
             results.put((key, None, f"{type(exc).__name__}: {exc}"))
 
@@ -87,10 +92,8 @@ class EncoderPool:
             raise EmbedbenchError(f"encoding on {self.devices}: the pool stopped after an earlier error "
                                   f"({self.failure})")
         lengths = self.encoder.token_lengths(texts)  # tokenised once here, the workers batch by them
-        order = np.argsort(-lengths, kind="stable")
         chunks = {}
-        for rank, jobs in enumerate(self.jobs):
-            shard = order[rank::len(self.jobs)]
+        for shard, jobs in zip(deal(lengths, len(self.jobs)), self.jobs):
             for start in range(0, len(shard), CHUNK_TEXTS):
                 rows = shard[start:start + CHUNK_TEXTS]
                 chunks[len(chunks)] = rows

@@ -490,12 +490,17 @@ class TrainerConfig:
     on_nonfinite: OnNonfinite = OnNonfinite.stop  # a NaN/inf loss: stop naming the batch, or skip the batch
     resume: str | None = None  # a killed run's folder: continue from its last checkpoint
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    # dropout on attention probabilities while training; null: the model's own. 0 lets scaled-dot-product
+    # attention take its fused kernel: the probabilities are never materialised, and no mask is drawn for them
+    attention_dropout: float | None = None
     # previous: start from the model the job before this one in the sweep saved (a recipe's later stage)
     init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.bf16 not in ("auto", True, False):
             raise EmbedbenchError(f"trainer.bf16={self.bf16}: expected auto, true or false")
+        if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:
+            raise EmbedbenchError(f"trainer.attention_dropout={self.attention_dropout}: expected 0 <= p < 1 or null")
         if self.init_from not in (None, "previous"):
             raise EmbedbenchError(f"trainer.init_from={self.init_from}: expected previous or null")
 

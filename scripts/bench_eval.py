@@ -3,6 +3,7 @@
 
     python scripts/bench_eval.py            # full SciFact test set (minutes)
     python scripts/bench_eval.py --queries 30 --docs 500   # a quick slice
+    python scripts/bench_eval.py --modes fast               # mteb and `encode=fast` only
 
 Each contender runs in its own process, timed from outside, so both pay interpreter start,
 imports and model loading: embedbench as the real CLI (MLflow logging and all, cache off),
@@ -83,6 +84,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, help="score a random subset of test queries")
     parser.add_argument("--docs", type=int, help="corpus size of the slice")
+    parser.add_argument("--modes", nargs="+", choices=("fp32", "bf16", "fast"), default=["fp32", "bf16", "fast"],
+                        help="the embedbench runs beside mteb's")
     parser.add_argument("--mteb-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mteb_only:
@@ -91,7 +94,7 @@ def main() -> None:
         workdir = Path(tmp)
         root = scifact_folder(args.queries, args.docs, workdir)
         rows = [("mteb (fp32)", *run_mteb(root))]
-        for label in EMBEDBENCH_MODES:
+        for label in [label for label in EMBEDBENCH_MODES if label.split()[-1].removeprefix("encode=") in args.modes]:
             rows.append((label, *run_embedbench(root, label, workdir)))
     base_time, base_score = rows[0][1], rows[0][2]
     print(f"\nSciFact test, all-MiniLM-L6-v2, {'full set' if not args.queries else 'slice'}, "

@@ -97,3 +97,20 @@ def merge_lora(model) -> None:
             parent, _, child = name.rpartition(".")
             setattr(transformer.get_submodule(parent), child, module.get_base_layer())
     transformer.__dict__.pop("peft_config", None)
+
+
+def set_attention_dropout(network: torch.nn.Module, p: float) -> int:
+    """Dropout ``p`` on the attention probabilities of every attention module of a transformers ``network``:
+    BERT-style modules hold an ``nn.Dropout`` they pass to attention, LLaMA-style ones a float. The saved
+    config keeps the model's own value. Returns how many modules were changed."""
+    changed = 0
+    for module in network.modules():
+        if not type(module).__name__.endswith("Attention"):
+            continue
+        if isinstance(getattr(module, "dropout", None), torch.nn.Dropout):
+            module.dropout.p = p
+            changed += 1
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
+            changed += 1
+    return changed

@@ -24,7 +24,7 @@ from embedbench.data.sampler import batch_sampler
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, model_options, resolve_device
-from embedbench.embedding.heads import add_lora, merge_lora
+from embedbench.embedding.heads import add_lora, merge_lora, set_attention_dropout
 from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts, training_prompts
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError, Preempted
@@ -240,6 +240,10 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)
+            dropout = cfg.trainer.attention_dropout
+            if dropout is not None and not set_attention_dropout(encoder.transformer.auto_model, dropout):
+                raise EmbedbenchError(f"trainer.attention_dropout={dropout}: {cfg.model.name_or_path} has no "
+                                      "attention module holding a dropout to set")
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
             tracker.log_params(prompts.params())
             objective = build_objectives(cfg, encoder, views, dataset)

@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Where a step of the headline training goes: torch.profiler over MRL MiniLM steps, fp32 and bf16.
+
+    python scripts/profile_train.py --steps 4 --batch 32
+
+The step is the trainer's: forward of both columns, the MRL InfoNCE objective (dims 384..32), backward,
+AdamW update, on SciFact train pairs with the headline run's settings. Per precision: the seconds of
+forward, backward and optimizer over --steps unprofiled steps (after one warm-up), the share of padding
+among the tokens a batch computes, then one more step under torch.profiler: operators' self time by
+kind (GEMM, attention, casts, the rest) with the largest operators named, and the GEMMs' achieved rate
+beside the GEMM peak measured in the same run (the ceiling `scripts/bench_train.py` reports against).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.setdefault("EMBEDBENCH_DATA", str(REPO.parent / "shared" / "data")))
+
+KINDS = {  # operator name fragments -> kind; the first that matches wins
+    "GEMM": ("addmm", "aten::mm", "bmm", "mkldnn_linear", "onednn", "_mkl_linear"),
+    "attention": ("scaled_dot_product", "softmax", "_efficient_attention", "flash_attention"),
+    "casts": ("_to_copy", "aten::copy_", "aten::to"),
+    "optimizer": ("_foreach", "adamw", "lerp", "addcdiv", "addcmul"),
+    "norm + activation": ("layer_norm", "gelu", "tanh", "native_dropout", "dropout"),
+}
+
+
+def kind(name: str) -> str:
+    lowered = name.lower()
+    return next((k for k, fragments in KINDS.items() if any(f in lowered for f in fragments)), "other")
+
+
+def gemm_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    import torch
+
+    from embedbench.cli import compose_config
+    from embedbench.composition import load
+    from embedbench.data.pairs import training_pairs
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+
+    cfg = load(compose_config("train", ["model=mrl"]))
+    pairs = training_pairs(cfg.data, None, cfg.seed, cfg.encode, None)
+    batches = [pairs[i * args.batch:(i + 1) * args.batch] for i in range(args.steps + 2)]
+    peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    print(f"GEMM peak in this run: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+          f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} timed steps after one warm-up")
+    for precision in ("fp32", "bf16"):
+        profile_precision(precision, cfg, batches, args.steps, peaks[precision])
+
+
+def profile_precision(precision: str, cfg, batches, steps: int, peak: float) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from embedbench.embedding.encoder import LayerEncoder, load_model
+    from embedbench.embedding.views import build_views
+    from embedbench.losses import build_objective
+
+    model = load_model("default", "cpu")
+    encoder = LayerEncoder(model)
+    views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+    objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+    model.train()
+    phases, real, computed = defaultdict(float), 0, 0
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
+
+    def step(batch, timed=None):
+        features = [model.preprocess(batch["anchor"]), model.preprocess(batch["positive"])]
+        start = time.perf_counter()
+        with record_function("forward"), autocast():
+            loss = objective(features)
+        forward = time.perf_counter()
+        with record_function("backward"):
+            loss.backward()
+        backward = time.perf_counter()
+        with record_function("optimizer"):
+            optimizer.step()
+            optimizer.zero_grad()
+        if timed is not None:
+            for phase, seconds in zip(("forward", "backward", "optimizer"),
+                                      (forward - start, backward - forward, time.perf_counter() - backward)):
+                timed[phase] += seconds
+        return features
+
+    step(batches[0])  # warm-up
+    for batch in batches[1:-1]:
+        features = step(batch, phases)
+        real += sum(int(f["attention_mask"].sum()) for f in features)
+        computed += sum(f["attention_mask"].numel() for f in features)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        step(batches[-1])
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    by_kind, gemm_flops = defaultdict(float), 0.0
+    for event in events:
+        by_kind[kind(event.key)] += event.self_cpu_time_total / 1e6
+        if kind(event.key) == "GEMM":
+            gemm_flops += event.flops or 0
+    total = sum(phases.values())
+    print(f"\n{precision}: {total / steps:.2f} s/step (forward {phases['forward'] / steps:.2f}, "
+          f"backward {phases['backward'] / steps:.2f}, optimizer {phases['optimizer'] / steps:.2f}); "
+          f"padding {1 - real / computed:.1%} of the tokens computed")
+    profiled = sum(by_kind.values())
+    for name, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
+        print(f"  {name:18s} {seconds / profiled:6.1%} of operator time")
+    if by_kind["GEMM"]:
+        rate = gemm_flops / by_kind["GEMM"] / 1e9
+        print(f"  GEMMs run at {rate:.0f} GFLOP/s, {rate / peak:.0%} of the {precision} peak")
+    print("  largest operators: " + ", ".join(
+        f"{e.key} {e.self_cpu_time_total / 1e6 / profiled:.1%}" for e in events[:8]))
+
+
+if __name__ == "__main__":
+    main()

@@ -176,6 +176,8 @@ def check_before_launch(command: str, args: list[str], config_dir: str | None) -
         later_stage = getattr(getattr(typed, "trainer", None), "init_from", None)  # its model: an earlier job's
         if typed.model.kind == ModelKind.encoder and not later_stage:
             resolve_model_path(typed.model.name_or_path)
+        if typed.eval.compat.reference:
+            resolve_model_path(typed.eval.compat.reference, "eval.compat.reference")
         servers.add((typed.logger.tracking_uri, typed.logger.experiment))
     for uri, experiment in servers:  # reachable, and taking these credentials
         check_server(uri, experiment)

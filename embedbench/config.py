@@ -121,6 +121,19 @@ class BM25Config:
     stopwords: str | None = "en"
 
 
+class LongStrategy(Choice):
+    """Inputs beyond the window (embedbench/embedding/long.py)."""
+    truncate = "truncate"
+    chunk = "chunk"
+    interpolate = "interpolate"
+    ntk = "ntk"
+
+
+class ChunkPooling(Choice):
+    mean = "mean"
+    max = "max"
+
+
 class Pooling(Choice):
     """sentence-transformers' pooling modes by their usual names; last_token finds the last real token under
     left and right padding alike."""
@@ -190,6 +203,9 @@ class ModelConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    long: LongStrategy = LongStrategy.truncate  # inputs beyond max_seq_length: truncate, chunk, interpolate, ntk
+    long_length: int = 4096  # interpolate / ntk: the positions the window is extended to
+    long_pooling: ChunkPooling = ChunkPooling.mean  # chunk: how the windows' embeddings combine
     # a task's instruction and a query, for tasks that give an instruction ("Instruct: {instruction}\nQuery:
     # {text}"); the text comes last, so the prompt is a prefix as sentence-transformers applies it
     prompt_template: str | None = None
@@ -405,9 +421,35 @@ class PairClassificationTaskConfig(TableTaskConfig):
     label_column: Column = "label"  # 0 / 1
 
 
+@dataclass
+class LongSyntheticTaskConfig(TaskConfig):
+    """LongEmbed's synthetic tasks, generated (embedbench/data/longembed.py): <kind>_<tokens> per kind and
+    length; needle documents are cut from data.text_file, else from the corpus of data=."""
+    type: str = "long_synthetic"
+    kinds: List[str] = field(default_factory=lambda: ["passkey", "needle"])
+    lengths: List[int] = field(default_factory=lambda: [256, 512, 1024, 2048, 4096, 8192, 16384, 32768])
+    docs: int = 100  # per kind and length
+    queries: int = 50  # per kind and length, each with one relevant document
+    metrics: List[str] = field(default_factory=lambda: ["ndcg_at_1", "ndcg_at_10"])
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - {"passkey", "needle"}
+        if unknown:
+            raise EmbedbenchError(f"kinds: {sorted(unknown)[0]} is not passkey or needle")
+        if any(n < 16 for n in self.lengths):
+            raise EmbedbenchError(f"lengths={list(self.lengths)}: each needs at least 16 tokens")
+
+
 TASK_SCHEMAS = {schema.type: schema for schema in (
     RetrievalTaskConfig, RerankingTaskConfig, STSTaskConfig, ClassificationTaskConfig, ClusteringTaskConfig,
-    PairClassificationTaskConfig)}
+    PairClassificationTaskConfig, LongSyntheticTaskConfig)}
+
+
+@dataclass
+class CompatConfig:
+    """Model replacement without re-indexing: the new model's queries against a reference model's documents."""
+
+    reference: str | None = None  # hub name, folder or run folder of the model whose index is kept
 
 
 @dataclass
@@ -422,6 +464,7 @@ class EvalConfig:
     max_queries: int | None = None  # retrieval: a random subset of queries, with all their judged documents
     max_docs: int | None = None  # retrieval: the corpus filled up to this many documents
     max_pairs: int | None = None  # sts: the first N pairs
+    compat: CompatConfig = field(default_factory=CompatConfig)
 
     def __post_init__(self) -> None:
         grid = self.grid

@@ -18,10 +18,13 @@ from embedbench.retrieval.lexical import BM25
 
 
 class EncoderModel:
-    """Every view of an encoder: texts embedded once (or read from the cache), views cut from the pooled layers."""
+    """Every view of an encoder: texts embedded once (or read from the cache), views cut from the pooled layers.
+    ``reference``: a reference model's embedder, whose documents the retriever also searches with this
+    model's queries (``eval.compat``)."""
 
-    def __init__(self, embedder: Embedder, views: ViewSet, prompts: Prompts = Prompts()):
-        self.embedder, self.views, self.prompts = embedder, views, prompts
+    def __init__(self, embedder: Embedder, views: ViewSet, prompts: Prompts = Prompts(),
+                 reference: Embedder | None = None):
+        self.embedder, self.views, self.prompts, self.reference = embedder, views, prompts, reference
 
     def prompt(self, texts: list[str], side: Side, instruction: str | None = None) -> list[str]:
         return self.prompts.apply(texts, side, instruction)
@@ -33,10 +36,12 @@ class EncoderModel:
         return self.embedder(texts, desc)
 
     def retriever(self, indexes: Sequence[IndexConfig]) -> DenseRetriever:
-        return DenseRetriever(self.embed, self.views, indexes)
+        return DenseRetriever(self.embed, self.views, indexes, self.reference)
 
     def log_stats(self) -> None:
         self.embedder.log_stats()
+        if self.reference:
+            self.reference.log_stats()
 
 
 class LexicalModel:
@@ -70,13 +75,29 @@ def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases:
     views = with_grid(views, cfg.eval.grid)
     prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
     embedder = Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases, shared_by_ranks)
-    return EncoderModel(embedder, views, prompts)
+    reference = cfg.eval.compat.reference and Embedder(
+        reference_encoder(cfg.eval.compat.reference, encoder), views.layers, cfg.encode, open_cache(cfg.eval), phases,
+        shared_by_ranks)
+    return EncoderModel(embedder, views, prompts, reference or None)
+
+
+def reference_encoder(name: str, encoder: LayerEncoder) -> LayerEncoder:
+    """``eval.compat.reference``, loaded as saved; its views must be the scored model's (same depth and width)."""
+    reference = load_encoder(name, str(encoder.device))
+    if (reference.n_layers, reference.hidden_size) != (encoder.n_layers, encoder.hidden_size):
+        raise EmbedbenchError(f"eval.compat.reference={name}: {reference.n_layers} layers x {reference.hidden_size} "
+                              f"dims, but the model scored has {encoder.n_layers} x {encoder.hidden_size}; "
+                              "compatibility compares the same views of both")
+    return reference
 
 
 def load_scored_model(cfg: RunConfig, phases: Phases | None = None,
                       shared_by_ranks: bool = False) -> EncoderModel | LexicalModel:
     """The model ``model=`` names, ready to score."""
     if cfg.model.kind == ModelKind.lexical:
+        if cfg.eval.compat.reference:
+            raise EmbedbenchError(f"eval.compat.reference: model={cfg.model.name} has no embeddings to search "
+                                  "another model's index with")
         return LexicalModel(BM25(cfg.model.bm25), cfg.model.name)
     encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), **model_options(cfg.model))
     views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)

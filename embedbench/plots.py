@@ -39,6 +39,25 @@ def _score_lines(fig, ax, xs, along, metrics, views: ViewSet, main_metrics: dict
     return path
 
 
+def length_curve(series: dict[str, dict[int, float]], path: Path) -> Path:
+    """A length sweep's main score against input length in tokens, one line per kind of task."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.set_xscale("log", base=2)
+    for name, points in series.items():
+        ax.plot(list(points), list(points.values()), marker="o", label=name.rsplit("/by_length", 1)[0])
+    lengths = sorted({tokens for points in series.values() for tokens in points})
+    ax.set_xticks(lengths, [f"{n // 1024}k" if n >= 1024 else str(n) for n in lengths])
+    ax.set_xlabel("document length (tokens)")
+    ax.set_ylabel("score")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def grid_heatmap(metrics: dict[str, float], views: ViewSet, task: str, metric: str, path: Path) -> Path | None:
     """Layer x dim heatmap of one task's main score; None unless views span several layers and dims."""
     layers = sorted({v.layer for v in views.views})

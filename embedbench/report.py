@@ -10,8 +10,9 @@ from pathlib import Path
 from embedbench.atomic import atomic_write
 from embedbench.embedding.views import ViewSet
 from embedbench.phases import Phases, format_seconds
-from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto
+from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto, length_curve
 from embedbench.tasks.base import Task
+from embedbench.tasks.long_synthetic import LengthSweep
 
 log = logging.getLogger("embedbench")
 # what a retrieval view logs beside its quality: costs, sizes and agreement with exact search
@@ -129,9 +130,11 @@ def finish(job: str, tracker, out_dir: Path, phases: Phases, tasks: Sequence[Tas
     tracker.log_metrics(metrics)
     if baseline:
         tracker.log_metrics({f"baseline/{key}": value for key, value in baseline.items()})
-    for name, series in curves(metrics, views, main).items():
+    sweeps = {task.name: task.by_length(metrics) for task in tasks if isinstance(task, LengthSweep)}
+    for name, series in [*curves(metrics, views, main).items(), *(c for s in sweeps.values() for c in s.items())]:
         tracker.log_series(name, series)
-    for figure in figures(metrics, views, main, tasks, out_dir):
+    for figure in [*figures(metrics, views, main, tasks, out_dir),
+                   *(length_curve(series, out_dir / f"by_length_{name}.png") for name, series in sweeps.items())]:
         tracker.log_artifact(figure, "plots")
     tracker.set_tags({"embedbench.tasks": ",".join(sorted(main)),
                       "embedbench.main": ",".join(f"{task}/{metric}" for task, metric in main.items()),

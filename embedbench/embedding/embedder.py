@@ -13,6 +13,7 @@ import torch
 
 from embedbench.embedding.cache import EmbeddingCache, model_fingerprint
 from embedbench.embedding.encoder import LayerEncoder, resolve_batch_size, resolve_encoding
+from embedbench.embedding.long import merged, windows
 from embedbench.embedding.pool import EncoderPool, resolve_devices
 from embedbench.embedding.ranks import RankShards
 from embedbench.phases import Phases
@@ -51,6 +52,15 @@ class Embedder:
         return pooled
 
     def _encode(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
+        if self.encoder.options.get("long") == "chunk":  # every window in one pass, then each text's combined
+            tokenizer = self.encoder.model.tokenizer
+            size = int(self.encoder.model.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
+            pieces, owners = windows(tokenizer, texts, size)
+            pooled = self._encode_texts(pieces, f"{desc} ({len(pieces)} windows)")
+            return merged(pooled, owners, len(texts), self.encoder.options.get("long_pooling", "mean"))
+        return self._encode_texts(texts, desc)
+
+    def _encode_texts(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         if self.shared_by_ranks:
             self._engine = self._engine or RankShards(self.encoder, self.encoder.runtime(self.precision, self.backend),
                                                       self.batch_size)

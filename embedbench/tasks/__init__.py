@@ -14,6 +14,7 @@ from embedbench.config import (
     DataFormat,
     EvalConfig,
     IndexConfig,
+    LongSyntheticTaskConfig,
     PairClassificationTaskConfig,
     RerankingTaskConfig,
     RetrievalTaskConfig,
@@ -23,12 +24,14 @@ from embedbench.config import (
 )
 from embedbench.data.beir import load_collection, resolve_root
 from embedbench.data.files import data_file
+from embedbench.data.longembed import haystack_sentences, synthetic_task
 from embedbench.data.tables import Layout, read_labelled, read_labelled_pairs, read_line_aligned, read_scored_pairs
 from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
 from embedbench.tasks.base import Limits, ScoredModel, Task
 from embedbench.tasks.classification import ClassificationTask
 from embedbench.tasks.clustering import ClusteringTask
+from embedbench.tasks.long_synthetic import LengthSweep
 from embedbench.tasks.mteb_tasks import MtebTasks
 from embedbench.tasks.pair_classification import PairClassificationTask
 from embedbench.tasks.reranking import RerankingTask
@@ -54,6 +57,8 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     where = f"eval.tasks.{key}"
     if isinstance(spec, RetrievalTaskConfig):
         return retrieval_task(spec, data, where, limits, indexes)
+    if isinstance(spec, LongSyntheticTaskConfig):
+        return long_synthetic_task(spec, data, limits)
     if isinstance(spec, RerankingTaskConfig):
         source, key = collection_of(spec, data, where)
         root = resolve_root(source.name, source.root, source.url, source.md5, f"{key}.root")
@@ -116,6 +121,20 @@ def retrieval_task(spec: RetrievalTaskConfig, data: DataConfig, where: str, limi
     return SubsetAverage(spec.name, [
         RetrievalTask.load(f"{spec.name}-{subset}", load_collection(source, split, key, root / subset), metrics,
                            limits, indexes, ignore, spec.instruction) for subset in source.subsets])
+
+
+def long_synthetic_task(spec: LongSyntheticTaskConfig, data: DataConfig, limits: Limits) -> LengthSweep:
+    from embedbench.data.unlabeled import unlabeled_texts  # imports `datasets`: only where a haystack is read
+
+    haystack = haystack_sentences(unlabeled_texts(data)) if "needle" in spec.kinds else None
+    metrics = checked_metrics(spec.metrics)
+    parts, lengths = [], {}
+    for kind in spec.kinds:
+        for tokens in spec.lengths:
+            dataset = synthetic_task(kind, tokens, spec.docs, spec.queries, limits.seed, haystack)
+            parts.append(RetrievalTask.load(dataset.name, dataset, metrics, limits, instruction=spec.instruction))
+            lengths.setdefault(kind, {})[tokens] = dataset.name
+    return LengthSweep(spec.name, parts, lengths)
 
 
 def check_scorable(tasks: Sequence[Task], model: ScoredModel, model_name: str) -> None:

@@ -12,6 +12,7 @@ from embedbench.data.beir import BeirDataset, subsample
 from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
+from embedbench.retrieval.dense import COMPAT, REFERENCE
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 
 # our metric name -> trec_eval measure family; mrr is computed on the top-k cut of the run
@@ -92,6 +93,12 @@ class RetrievalTask(TaskBase):
         out: dict[str, float] = {}
         for suffix, result in found.items():
             out.update(self._scores(qids, doc_ids, result, suffix))
+        main = f"{self.name}/{self.main_metric}"
+        for suffix in found:  # the empirical compatibility criterion: new -> reference beats reference -> reference
+            if suffix.endswith(COMPAT):
+                view = suffix[:-len(COMPAT)]  # '/' or '/d64_'
+                compatible = out[main + suffix] > out[main + view + REFERENCE]
+                out[f"{self.name}/compatible{view.rstrip('_/')}"] = float(compatible)
         return out
 
     def _scores(self, qids, doc_ids, found: SearchResult, suffix: str) -> dict[str, float]:

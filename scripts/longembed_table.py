@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""The long-input table of docs/results/longembed.md from one sweep over ``model.long``: nDCG@1 of each
+synthetic task (kind x length) per strategy, and their average.
+
+    embedbench eval -m eval=longembed_synthetic 'eval.tasks.longembed.lengths=[256,512,1024,2048,4096]' \\
+        model.long=truncate,chunk,interpolate
+    python scripts/longembed_table.py outputs/multirun/<date>/<time>
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", type=Path, help="the multirun folder (outputs/multirun/<date>/<time>)")
+    args = parser.parse_args()
+    runs = {}
+    for path in sorted(args.sweep.glob("*/results.json"), key=lambda p: int(p.parent.name)):
+        result = json.loads(path.read_text())
+        model = result["config"]["model"]
+        label = model["long"] + (f" to {model['long_length']}" if model["long"] in ("interpolate", "ntk") else "")
+        runs[label] = result
+    if not runs:
+        raise SystemExit(f"{args.sweep}: no results.json in its job folders")
+    task = next(iter(runs.values()))["config"]["eval"]["tasks"]["longembed"]
+    kinds, lengths = task["kinds"], task["lengths"]
+    print("| task | " + " | ".join(f"{n // 1024}k" if n >= 1024 else str(n) for n in lengths) + " | average |")
+    print("|---" * (len(lengths) + 2) + "|")
+    for kind in kinds:
+        for label, result in runs.items():
+            metrics = result["metrics"]
+            scores = [metrics[f"{kind}_{n}/ndcg_at_1"] for n in lengths]
+            print(f"| {kind}, {label} | " + " | ".join(f"{s:.2f}" for s in scores)
+                  + f" | {sum(scores) / len(scores):.3f} |")
+    print("\naverage of every task (longembed/ndcg_at_1): " + ", ".join(
+        f"{label} {result['metrics']['longembed/ndcg_at_1']:.3f}" for label, result in runs.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Long inputs: LongEmbed's synthetic tasks generated here, chunking, and window extension on a tiny BERT
+(position interpolation) and a tiny LLaMA (RoPE: interpolation and NTK-aware scaling)."""
+import json
+import re
+
+import pytest
+import torch
+
+from embedbench.data.longembed import FIRST, LAST, haystack_sentences, synthetic_task, tokenizer
+from embedbench.embedding.encoder import LayerEncoder, load_encoder
+from embedbench.embedding.long import merged, windows
+from embedbench.errors import EmbedbenchError
+from tests.helpers import needs_data, run_main
+
+PROSE = [
+    "Cells divide by mitosis. The spindle pulls the chromosomes apart. Each daughter cell gets one copy.",
+    "Proteins fold into shapes. A misfolded protein may aggregate! Chaperones help them fold again.",
+    "The liver stores glycogen. Insulin lowers blood sugar. Glucagon raises it when fasting.",
+]
+PERSON = re.compile(f"({'|'.join(FIRST)}) ({'|'.join(LAST)})")
+
+
+def test_generator_gives_the_same_tasks_for_the_same_seed_and_documents_of_the_asked_length():
+    haystack = haystack_sentences(PROSE)
+    for kind in ("passkey", "needle"):
+        first, again, other = (synthetic_task(kind, 512, 20, 10, seed, haystack) for seed in (7, 7, 8))
+        assert first == again and first.corpus != other.corpus
+        assert len(first.corpus) == 20 and len(first.queries) == 10
+        lengths = [len(tokenizer()(first.doc_text(d))["input_ids"]) for d in first.corpus]
+        assert all(480 <= n <= 512 for n in lengths), lengths
+        for qid, judged in first.qrels.items():  # the person asked about is in the relevant document alone
+            (doc,) = judged
+            person = PERSON.search(first.queries[qid]).group(0)
+            assert [d for d in first.corpus if person in first.doc_text(d)] == [doc]
+
+
+def test_generator_refuses_more_queries_than_documents():
+    with pytest.raises(EmbedbenchError, match="queries"):
+        synthetic_task("passkey", 256, 5, 6, 0)
+
+
+def test_windows_cut_at_token_boundaries_and_merge_by_mean_or_max(tiny_model):
+    tok = tiny_model.tokenizer
+    texts = ["short one", " ".join(f"word{i}" for i in range(40))]
+    pieces, owners = windows(tok, texts, 16)
+    assert pieces[0] == "short one" and owners.tolist()[0] == 0
+    assert all(len(tok(p, add_special_tokens=False)["input_ids"]) <= 16 for p in pieces)
+    assert " ".join(pieces[1:]).replace(" ", "") == texts[1].replace(" ", "")  # nothing lost, nothing repeated
+    rows = torch.arange(len(pieces) * 2, dtype=torch.float32).reshape(len(pieces), 2)
+    mean, top = merged({1: rows}, owners, 2, "mean")[1], merged({1: rows}, owners, 2, "max")[1]
+    assert torch.equal(mean[0], rows[0]) and torch.allclose(mean[1], rows[1:].mean(0))
+    assert torch.equal(top[1], rows[1:].max(0).values)
+
+
+def test_position_interpolation_stretches_the_table_of_an_absolute_position_model(tiny_model_path):
+    plain = load_encoder(str(tiny_model_path), "cpu")
+    longer = load_encoder(str(tiny_model_path), "cpu", long="interpolate", long_length=1024)
+    old = plain.transformer.auto_model.embeddings.position_embeddings.weight
+    new = longer.transformer.auto_model.embeddings.position_embeddings.weight
+    assert new.shape[0] == 1024 and longer.model.max_seq_length == 1024
+    assert torch.equal(new[::2], old)  # twice the positions: every second row is the original
+    assert torch.allclose(new[1::2][:-1], (old[:-1] + old[1:]) / 2)
+    text = " ".join(["protein"] * 700)
+    assert LayerEncoder(longer.model).token_lengths([text])[0] == 702  # no longer cut at 512
+
+
+def test_rope_interpolation_and_ntk_rescale_the_rotary_frequencies(tiny_decoder):
+    def inv_freq(encoder):
+        (module,) = [m for m in encoder.transformer.auto_model.modules() if hasattr(m, "inv_freq")]
+        return module.inv_freq
+
+    base = inv_freq(load_encoder(str(tiny_decoder), "cpu"))
+    interpolated = load_encoder(str(tiny_decoder), "cpu", long="interpolate", long_length=512)
+    ntk = load_encoder(str(tiny_decoder), "cpu", long="ntk", long_length=512)
+    assert torch.allclose(inv_freq(interpolated), base / 4)  # 512 / 128 positions
+    scaled = inv_freq(ntk)
+    assert torch.isclose(scaled[0], base[0]) and torch.isclose(scaled[-1], base[-1] / 4)  # highest kept, lowest / 4
+    assert torch.all(scaled[1:-1] < base[1:-1]) and torch.all(scaled[1:-1] > base[1:-1] / 4)
+    texts = [" ".join(["cell"] * 300)]
+    assert LayerEncoder(ntk.model).token_lengths(texts)[0] > 128
+    for encoder in (interpolated, ntk):  # past the trained window, and different from the plain model's
+        assert torch.isfinite(encoder.encode(texts, [encoder.n_layers])[encoder.n_layers]).all()
+
+
+def test_ntk_on_an_absolute_position_model_stops_with_one_line(tiny_model_path):
+    with pytest.raises(EmbedbenchError, match="model.long=ntk scales rotary position embeddings"):
+        load_encoder(str(tiny_model_path), "cpu", long="ntk", long_length=1024)
+
+
+@needs_data
+def test_longembed_synthetic_eval_logs_every_length_the_average_and_the_plot(tmp_path):
+    """MiniLM (a 256-token window): chunking equals truncation on documents inside the window and finds
+    what truncation cannot see beyond it."""
+    args = ["eval=longembed_synthetic", "eval.tasks.longembed.lengths=[128,1024]", "eval.tasks.longembed.docs=12",
+            "eval.tasks.longembed.queries=12", "eval.cache=false"]
+    scores = {}
+    for strategy in ("truncate", "chunk"):
+        run_main("eval", *args, f"model.long={strategy}", f"hydra.run.dir={tmp_path / strategy}", cwd=tmp_path)
+        scores[strategy] = json.loads((tmp_path / strategy / "results.json").read_text())["metrics"]
+        assert (tmp_path / strategy / "by_length_longembed.png").is_file()
+    truncate, chunk = scores["truncate"], scores["chunk"]
+    names = [f"{kind}_{n}/ndcg_at_1" for kind in ("passkey", "needle") for n in (128, 1024)]
+    assert set(names) <= set(truncate)
+    assert truncate["longembed/ndcg_at_1"] == pytest.approx(sum(truncate[n] for n in names) / 4)
+    for kind in ("passkey", "needle"):
+        assert chunk[f"{kind}_128/ndcg_at_1"] == truncate[f"{kind}_128/ndcg_at_1"]
+    assert chunk["passkey_1024/ndcg_at_1"] > truncate["passkey_1024/ndcg_at_1"] + 0.1

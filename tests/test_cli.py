@@ -63,7 +63,8 @@ DATA_CASES = {  # case: (how the SciFact slice is broken, the error it must give
 }
 BEFORE_LAUNCH = {  # case: (command and overrides, the error it must give before anything starts)
     "unknown config choice": (["eval", "model=nope"], "model=nope: no such option; choose one of 2dmse"),
-    "unknown config key": (["train", "trainer.nope=1"], "trainer.nope: unknown key (trainer takes attention_dropout, batch_size"),
+    "unknown config key": (["train", "trainer.nope=1"],
+                           "trainer.nope: unknown key (trainer takes attention_dropout, batch_size"),
     "misspelt key added with +": (["train", "+trainer.epoch=2"], "did you mean trainer.epochs?"),
     "unknown key in a task": (["eval", "eval=beir", "+eval.tasks.beir.rooot=/tmp"],
                               "eval.tasks.beir.rooot: unknown key"),

@@ -101,7 +101,8 @@ def test_slurm_launcher_composes_for_submitit():
 
 BAD = {  # overrides: the one line they must give
     "mistyped number": (["trainer.epochs=one"], "trainer.epochs=one: expected a number"),
-    "misspelt key added with +": (["+trainer.epoch=2"], "trainer.epoch: unknown key (trainer takes attention_dropout, batch_size,"),
+    "misspelt key added with +": (["+trainer.epoch=2"],
+                                  "trainer.epoch: unknown key (trainer takes attention_dropout, batch_size,"),
     "unknown key in a task": (["eval=beir", "+eval.tasks.beir.rooot=/tmp"],
                               "eval.tasks.beir.rooot: unknown key (eval.tasks.beir takes data, ignore_identical_ids, "
                               "instruction, metrics, name, root, split, type); did you mean eval.tasks.beir.root?"),

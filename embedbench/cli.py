@@ -178,6 +178,8 @@ def check_before_launch(command: str, args: list[str], config_dir: str | None) -
             resolve_model_path(typed.model.name_or_path)
         if typed.eval.compat.reference:
             resolve_model_path(typed.eval.compat.reference, "eval.compat.reference")
+        if getattr(getattr(typed, "loss", None), "compat", None) and typed.loss.compat.reference:
+            resolve_model_path(typed.loss.compat.reference, "loss.compat.reference")
         servers.add((typed.logger.tracking_uri, typed.logger.experiment))
     for uri, experiment in servers:  # reachable, and taking these credentials
         check_server(uri, experiment)

@@ -262,6 +262,7 @@ class CollectionConfig:
     md5: str | None = None  # the archive's published checksum; null: taken as it comes
     hub: str | None = None  # instead of a folder: a Hugging Face dataset (corpus, queries, qrels configs)
     revision: str | None = None  # the hub dataset's commit
+    hub_config: str | None = None  # one config whose splits are corpus, queries and qrels (LongEmbed's layout)
     subsets: List[str] = field(default_factory=list)  # folders in root scored one by one, then averaged
     eval_split: str = "test"
     ignore_identical_ids: bool = False  # queries sit in the corpus: a document with the query's id is no hit
@@ -549,8 +550,17 @@ class TrainerConfig:
 
 
 @dataclass
+class CompatLossConfig:
+    """Backward-compatible training: the new model's queries also contrasted against a frozen reference model's
+    embeddings of the training documents, so its queries keep finding an index the reference built."""
+    reference: str | None = None  # hub name, folder or run folder; null: no compatibility term
+    weight: float = 1.0
+
+
+@dataclass
 class LossConfig:
     name: str = MISSING
+    compat: CompatLossConfig = field(default_factory=CompatLossConfig)
 
 
 def _positive(**values: float) -> None:

@@ -81,12 +81,12 @@ def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases:
     return EncoderModel(embedder, views, prompts, reference or None)
 
 
-def reference_encoder(name: str, encoder: LayerEncoder) -> LayerEncoder:
-    """``eval.compat.reference``, loaded as saved; its views must be the scored model's (same depth and width)."""
+def reference_encoder(name: str, encoder: LayerEncoder, key: str = "eval.compat.reference") -> LayerEncoder:
+    """A reference model (``key``), loaded as saved; its views must be ``encoder``'s (same depth and width)."""
     reference = load_encoder(name, str(encoder.device))
     if (reference.n_layers, reference.hidden_size) != (encoder.n_layers, encoder.hidden_size):
-        raise EmbedbenchError(f"eval.compat.reference={name}: {reference.n_layers} layers x {reference.hidden_size} "
-                              f"dims, but the model scored has {encoder.n_layers} x {encoder.hidden_size}; "
+        raise EmbedbenchError(f"{key}={name}: {reference.n_layers} layers x {reference.hidden_size} "
+                              f"dims, but the model has {encoder.n_layers} x {encoder.hidden_size}; "
                               "compatibility compares the same views of both")
     return reference
 

@@ -2,7 +2,7 @@
 """The long-input table of docs/results/longembed.md from one sweep over ``model.long``: nDCG@1 of each
 synthetic task (kind x length) per strategy, and their average.
 
-    embedbench eval -m eval=longembed_synthetic 'eval.tasks.longembed.lengths=[256,512,1024,2048,4096]' \\
+    embedbench eval -m eval=longembed_synthetic 'eval.tasks.longembed_synthetic.lengths=[256,512,1024,2048,4096]' \\
         model.long=truncate,chunk,interpolate
     python scripts/longembed_table.py outputs/multirun/<date>/<time>
 """
@@ -25,7 +25,7 @@ def main() -> None:
         runs[label] = result
     if not runs:
         raise SystemExit(f"{args.sweep}: no results.json in its job folders")
-    task = next(iter(runs.values()))["config"]["eval"]["tasks"]["longembed"]
+    task = next(iter(runs.values()))["config"]["eval"]["tasks"]["longembed_synthetic"]
     kinds, lengths = task["kinds"], task["lengths"]
     print("| task | " + " | ".join(f"{n // 1024}k" if n >= 1024 else str(n) for n in lengths) + " | average |")
     print("|---" * (len(lengths) + 2) + "|")
@@ -35,8 +35,8 @@ def main() -> None:
             scores = [metrics[f"{kind}_{n}/ndcg_at_1"] for n in lengths]
             print(f"| {kind}, {label} | " + " | ".join(f"{s:.2f}" for s in scores)
                   + f" | {sum(scores) / len(scores):.3f} |")
-    print("\naverage of every task (longembed/ndcg_at_1): " + ", ".join(
-        f"{label} {result['metrics']['longembed/ndcg_at_1']:.3f}" for label, result in runs.items()))
+    print("\naverage of every task (longembed_synthetic/ndcg_at_1): " + ", ".join(
+        f"{label} {result['metrics']['longembed_synthetic/ndcg_at_1']:.3f}" for label, result in runs.items()))
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ def load_collection(collection, split: str, key: str = "data", root: Path | None
     if collection.hub and root is None:
         from embedbench.data.hub import load_hub
 
-        return load_hub(collection.name, collection.hub, collection.revision, split, f"{key}.hub")
+        return load_hub(collection.name, collection.hub, collection.revision, split, f"{key}.hub",
+                        collection.hub_config)
     root = root or resolve_root(collection.name, collection.root, collection.url, collection.md5, f"{key}.root")
     return load_beir(collection.name, root, split)
 

@@ -1,7 +1,9 @@
 """Retrieval collections from the Hugging Face Hub in the layout mteb's dataset repositories and NanoBEIR
 use: a ``corpus`` config (_id, title, text), a ``queries`` config (_id, text) and the judgements (query-id,
-corpus-id[, score]) in a ``qrels`` or ``default`` config, one split per evaluation split. A folder written
-by ``DatasetDict.save_to_disk`` per config (``<folder>/corpus``, ...) is read the same way, offline."""
+corpus-id[, score]) in a ``qrels`` or ``default`` config, one split per evaluation split; or, as LongEmbed
+publishes its tasks, one config per task (``hub_config``) whose splits are corpus (doc_id, text), queries
+(qid, text) and qrels (qid, doc_id). A folder written by ``DatasetDict.save_to_disk`` per config
+(``<folder>/corpus``, ...) is read the same way, offline."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,14 +14,20 @@ from embedbench.errors import EmbedbenchError
 QRELS_CONFIGS = ("qrels", "default")
 
 
-def load_hub(name: str, source: str, revision: str | None, split: str, key: str) -> BeirDataset:
+def load_hub(name: str, source: str, revision: str | None, split: str, key: str,
+             config: str | None = None) -> BeirDataset:
     tables = _Tables(source, revision, key)
-    corpus = {str(row["_id"]): {"title": row.get("title") or "", "text": row["text"] or ""}
-              for row in tables.only_split("corpus")}
-    queries = {str(row["_id"]): row["text"] for row in tables.only_split("queries")}
+    if config:
+        corpus_rows, query_rows, judged = (tables.split(config, part) for part in ("corpus", "queries", "qrels"))
+    else:
+        corpus_rows, query_rows = tables.only_split("corpus"), tables.only_split("queries")
+        judged = tables.split(tables.qrels_config(), split)
+    corpus = {str(_field(row, "_id", "doc_id")): {"title": row.get("title") or "", "text": row["text"] or ""}
+              for row in corpus_rows}
+    queries = {str(_field(row, "_id", "qid")): row["text"] for row in query_rows}
     qrels: dict[str, dict[str, int]] = {}
-    for row in tables.split(tables.qrels_config(), split):
-        qid, doc_id = str(row["query-id"]), str(row["corpus-id"])
+    for row in judged:
+        qid, doc_id = str(_field(row, "query-id", "qid")), str(_field(row, "corpus-id", "doc_id"))
         if qid not in queries or doc_id not in corpus:
             missing = f"query {qid!r}" if qid not in queries else f"document {doc_id!r}"
             raise EmbedbenchError(f"{key}={source}: the {split} judgements name {missing}, which is not in the set")
@@ -27,6 +35,14 @@ def load_hub(name: str, source: str, revision: str | None, split: str, key: str)
     if not qrels:
         raise EmbedbenchError(f"{key}={source}: no judgements in split {split!r}")
     return BeirDataset(name, corpus, {qid: queries[qid] for qid in qrels}, qrels)
+
+
+def _field(row: dict, *names: str):
+    """The first of ``names`` the row has: BEIR's column names, then LongEmbed's."""
+    for name in names:
+        if name in row:
+            return row[name]
+    raise EmbedbenchError(f"a hub dataset's row has neither {' nor '.join(names)} (columns: {', '.join(row)})")
 
 
 class _Tables:

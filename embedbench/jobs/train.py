@@ -29,7 +29,8 @@ from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError, Preempted
 from embedbench.losses import build_objective
-from embedbench.models import encoder_model
+from embedbench.losses.compat import ROW, CompatTerm
+from embedbench.models import encoder_model, reference_encoder
 from embedbench.phases import Phases
 from embedbench.report import finish
 from embedbench.tasks import build_tasks, score_tasks
@@ -185,6 +186,21 @@ def build_objectives(cfg: TrainRunConfig, encoder, views, dataset):
     return build(all(source.in_batch_negatives for source in sources.values()))  # mixed: all alike, checked
 
 
+def with_compat_term(cfg: TrainRunConfig, objective, dataset, encoder, views, cache):
+    """``loss.compat``: the reference embeds the training documents once; the objective gets the term, and the
+    dataset each pair's row (as its label) to find them by."""
+    key = "loss.compat.reference"
+    if cfg.loss.name != "infonce" or isinstance(dataset, dict) or cfg.data.sources:
+        raise EmbedbenchError(f"{key}: the compatibility term is built for loss=infonce on one training set")
+    if ROW in dataset.column_names:
+        raise EmbedbenchError(f"{key}: the training set already has a {ROW!r} column, which the term needs")
+    reference = reference_encoder(cfg.loss.compat.reference, encoder, key)
+    pooled = Embedder(reference, views.layers, cfg.encode, cache)(list(dataset["positive"]),
+                                                                 f"compat reference: {len(dataset)} documents")
+    objective.compat = CompatTerm(pooled, cfg.loss.compat.weight, cfg.loss.temperature)
+    return dataset.add_column(ROW, list(range(len(dataset))))
+
+
 def fingerprint(config: dict) -> str:
     """What makes two train runs the same run: the whole config but where to resume from."""
     settings = {**config, "trainer": {**config["trainer"], "resume": None}}
@@ -247,6 +263,8 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
             tracker.log_params(prompts.params())
             objective = build_objectives(cfg, encoder, views, dataset)
+            if cfg.loss.compat.reference:
+                dataset = with_compat_term(cfg, objective, dataset, encoder, views, cache)
             sampler = batch_sampler(cfg.data, dataset, Embedder(encoder, [encoder.n_layers], cfg.encode, cache),
                                     cfg.seed)
         baseline = None

@@ -16,6 +16,8 @@ BASE_LOSSES = {"infonce": InfoNCE, "cached_infonce": InfoNCE, "cosent": partial(
                "angle": partial(ScoredPairLoss, "angle"), "margin_mse": MarginMSE, "kl_distill": KLDistill,
                "score_mse": ScoreMSE, "wasserstein": Wasserstein}
 
+OBJECTIVE_SETTINGS = ("name", "mini_batch_size", "compat")  # loss= settings of the objective, not its base
+
 
 def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig, seed: int = 0,
                     on_nonfinite: str = "stop", in_batch_negatives: bool = True) -> ViewObjective:
@@ -24,7 +26,7 @@ def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig
     source's setting) keeps each query to its own candidates."""
     if loss.name not in BASE_LOSSES:
         raise EmbedbenchError(f"loss.name={loss.name}: unknown; choose one of {', '.join(sorted(BASE_LOSSES))}")
-    params = {f.name: getattr(loss, f.name) for f in fields(loss) if f.name not in ("name", "mini_batch_size")}
+    params = {f.name: getattr(loss, f.name) for f in fields(loss) if f.name not in OBJECTIVE_SETTINGS}
     if not in_batch_negatives:
         if BASE_LOSSES[loss.name] is not InfoNCE:
             raise EmbedbenchError(f"in_batch_negatives: false: loss={loss.name} has no in-batch negatives to turn "

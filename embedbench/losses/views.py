@@ -48,6 +48,7 @@ class ViewObjective(nn.Module):
         if bad:
             raise EmbedbenchError(f"model.objective.sample_dims: {bad[0]} is outside 1..{views.hidden_size}")
         self.rng = random.Random(seed)
+        self.compat = None  # a losses.compat.CompatTerm (loss.compat), whose batch rows come as the labels
 
     def step_views(self) -> dict[View, float]:
         """The views (and weights) that enter this step's loss."""
@@ -74,8 +75,13 @@ class ViewObjective(nn.Module):
         teachers = {self.align_target(view) for view in active} if self.align_weight else set()
         needed = set(active) | teachers
         columns = {view: [cut(column[view.layer], view.dim) for column in pooled] for view in needed}
-        terms = {self.views.name(view) or "/full": self.base(columns[view], labels) for view in active}
+        terms = {self.views.name(view) or "/full": self.base(columns[view], None if self.compat else labels)
+                 for view in active}
         total = sum(weight * terms[self.views.name(view) or "/full"] for view, weight in active.items())
+        if self.compat:
+            terms["/compat"] = sum(weight * self.compat(columns[view][0], view, labels)
+                                   for view, weight in active.items())
+            total = total + self.compat.weight * terms["/compat"]
         aligned = [(view, self.align_target(view)) for view in active if view != self.align_target(view)]
         if self.align_weight and aligned:
             terms["/align"] = sum(self.alignment(columns[view], columns[teacher]) for view, teacher in aligned)

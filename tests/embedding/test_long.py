@@ -91,17 +91,18 @@ def test_ntk_on_an_absolute_position_model_stops_with_one_line(tiny_model_path):
 def test_longembed_synthetic_eval_logs_every_length_the_average_and_the_plot(tmp_path):
     """MiniLM (a 256-token window): chunking equals truncation on documents inside the window and finds
     what truncation cannot see beyond it."""
-    args = ["eval=longembed_synthetic", "eval.tasks.longembed.lengths=[128,1024]", "eval.tasks.longembed.docs=12",
-            "eval.tasks.longembed.queries=12", "eval.cache=false"]
+    task = "eval.tasks.longembed_synthetic"
+    args = ["eval=longembed_synthetic", f"{task}.lengths=[128,1024]", f"{task}.docs=12", f"{task}.queries=12",
+            "eval.cache=false"]
     scores = {}
     for strategy in ("truncate", "chunk"):
         run_main("eval", *args, f"model.long={strategy}", f"hydra.run.dir={tmp_path / strategy}", cwd=tmp_path)
         scores[strategy] = json.loads((tmp_path / strategy / "results.json").read_text())["metrics"]
-        assert (tmp_path / strategy / "by_length_longembed.png").is_file()
+        assert (tmp_path / strategy / "by_length_longembed_synthetic.png").is_file()
     truncate, chunk = scores["truncate"], scores["chunk"]
     names = [f"{kind}_{n}/ndcg_at_1" for kind in ("passkey", "needle") for n in (128, 1024)]
     assert set(names) <= set(truncate)
-    assert truncate["longembed/ndcg_at_1"] == pytest.approx(sum(truncate[n] for n in names) / 4)
+    assert truncate["longembed_synthetic/ndcg_at_1"] == pytest.approx(sum(truncate[n] for n in names) / 4)
     for kind in ("passkey", "needle"):
         assert chunk[f"{kind}_128/ndcg_at_1"] == truncate[f"{kind}_128/ndcg_at_1"]
     assert chunk["passkey_1024/ndcg_at_1"] > truncate["passkey_1024/ndcg_at_1"] + 0.1

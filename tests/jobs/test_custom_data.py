@@ -127,6 +127,26 @@ def test_a_hugging_face_dataset_saved_to_disk_scores_as_its_beir_folder(tmp_path
     assert proc.returncode != 0 and "config 'default' has no split 'dev' (splits: test)" in proc.stderr
 
 
+def test_a_longembed_layout_hub_dataset_scores_as_its_beir_folder(tmp_path, scifact_slice, tiny_model_path):
+    """One config per task whose splits are corpus (doc_id), queries (qid) and qrels (qid, doc_id), as LongEmbed
+    publishes its tasks; read through the shipped data config, pointed at a saved copy."""
+    from datasets import Dataset, DatasetDict
+
+    ds = load_beir("scifact", scifact_slice, "test")
+    DatasetDict({
+        "corpus": Dataset.from_list([{"doc_id": d, "text": ds.doc_text(d)} for d in ds.corpus]),
+        "queries": Dataset.from_list([{"qid": q, "text": t} for q, t in ds.queries.items() if q in ds.qrels]),
+        "qrels": Dataset.from_list([{"qid": q, "doc_id": d} for q, docs in ds.qrels.items() for d in docs]),
+    }).save_to_disk(tmp_path / "hub" / "qmsum")
+    model = f"model.name_or_path={tiny_model_path}"
+    run_main("eval", "eval=beir", model, f"data.root={scifact_slice}", cwd=tmp_path)
+    run_main("eval", "eval=longembed", model, "~eval.tasks.narrativeqa", "~eval.tasks.wikimqa",
+             "~eval.tasks.summ_screen_fd", f"eval.tasks.qmsum.data.hub={tmp_path / 'hub'}", cwd=tmp_path)
+    folder, from_hub = (metrics_of(p) for p in results_files(tmp_path))
+    assert from_hub["qmsum/ndcg_at_10"] == pytest.approx(folder["scifact/ndcg_at_10"], abs=1e-9)
+    assert from_hub["longembed/average"] == from_hub["qmsum/ndcg_at_10"]
+
+
 def test_the_catalogue_names_mtebs_fifteen_collections_with_their_checksums():
     from embedbench.cli import compose_config
     from embedbench.composition import load

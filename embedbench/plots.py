@@ -29,6 +29,11 @@ def _score_lines(fig, ax, xs, along, metrics, views: ViewSet, main_metrics: dict
     for task, metric in main_metrics.items():
         ax.plot(xs, [metrics[f"{task}/{metric}{views.name(v)}"] for v in along], marker="o",
                 label=f"{task}/{metric}")
+    return _saved_lines(fig, ax, xlabel, path)
+
+
+def _saved_lines(fig, ax, xlabel: str, path: Path) -> Path:
+    """A line plot of scores, labelled, gridded and saved to ``path``."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
@@ -47,15 +52,8 @@ def length_curve(series: dict[str, dict[int, float]], path: Path) -> Path:
         ax.plot(list(points), list(points.values()), marker="o", label=name.rsplit("/by_length", 1)[0])
     lengths = sorted({tokens for points in series.values() for tokens in points})
     ax.set_xticks(lengths, [f"{n // 1024}k" if n >= 1024 else str(n) for n in lengths])
-    ax.set_xlabel("document length (tokens)")
-    ax.set_ylabel("score")
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _saved_lines(fig, ax, "document length (tokens)", path)
 
 
 def grid_heatmap(metrics: dict[str, float], views: ViewSet, task: str, metric: str, path: Path) -> Path | None:

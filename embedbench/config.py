@@ -57,6 +57,7 @@ class DataFormat(Choice):
     mirror = "mirror"
     cropping = "cropping"
     labelled = "labelled"  # a labelled table (classification, clustering data) made into pairs, as NV-Embed does
+    classes = "classes"  # a labelled table as (text, class index): for classifier losses (loss=dsimplex)
 
 
 Column = Union[str, int]  # a header name, or a 0-based position
@@ -606,8 +607,16 @@ class WassersteinConfig(LossConfig):
         _positive(temperature=self.temperature, label_temperature=self.label_temperature)
 
 
+@dataclass
+class DSimplexConfig(LossConfig):
+    temperature: float = 0.05  # cosine to each fixed class vertex / temperature
+
+    def __post_init__(self) -> None:
+        _positive(temperature=self.temperature)
+
+
 LOSS_SCHEMAS = {"infonce": InfoNCEConfig, "scored_pair": ScoredPairLossConfig, "kl_distill": KLDistillConfig,
-                "wasserstein": WassersteinConfig, "plain": LossConfig}
+                "wasserstein": WassersteinConfig, "dsimplex": DSimplexConfig, "plain": LossConfig}
 
 
 # ---------------------------------------------------------------------------------------------------- roots

@@ -55,6 +55,8 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
         return graded_lists(data_cfg, max_examples)
     if data_cfg.format == "labelled":
         return labelled_pairs(data_cfg, max_examples, seed)
+    if data_cfg.format == "classes":
+        return labelled_classes(data_cfg, max_examples)
     if data_cfg.format in ("mirror", "cropping"):
         from embedbench.data.unlabeled import self_supervised_pairs
 
@@ -92,6 +94,14 @@ def labelled_pairs(data_cfg, max_examples: int | None, seed: int) -> Dataset:
         if max_examples and len(anchors) == max_examples:
             break
     return Dataset.from_dict({"anchor": anchors, "positive": positives, "negative_1": negatives})
+
+
+def labelled_classes(data_cfg, max_examples: int | None) -> Dataset:
+    """Each text with its label's index among the table's sorted labels (the class a classifier loss trains)."""
+    table = read_labelled(data_file(data_cfg.train, "data.train"), data_cfg.text_column, data_cfg.label_column)
+    index = {label: i for i, label in enumerate(sorted(set(table.labels)))}
+    n = max_examples or len(table.texts)
+    return Dataset.from_dict({"anchor": table.texts[:n], "label": [index[label] for label in table.labels[:n]]})
 
 
 def graded_lists(data_cfg, max_examples: int | None) -> Dataset:

@@ -176,9 +176,12 @@ def trainer_prompts(prompts: Prompts, data, dataset) -> dict:
 
 def build_objectives(cfg: TrainRunConfig, encoder, views, dataset):
     """The objective; with sources kept apart, one per source, each with its own in-batch negatives."""
+    # class indices number the whole table's labels: a cut training set may lack the last ones
+    classes = max(dataset["label"]) + 1 if cfg.data.format == "classes" and not isinstance(dataset, dict) else None
+
     def build(in_batch_negatives: bool):
         return build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed, cfg.trainer.on_nonfinite,
-                               in_batch_negatives)
+                               in_batch_negatives, classes)
 
     sources = cfg.data.sources
     if isinstance(dataset, dict):

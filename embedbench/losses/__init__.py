@@ -7,6 +7,7 @@ from functools import partial
 from embedbench.config import LossConfig, ObjectiveConfig
 from embedbench.errors import EmbedbenchError
 from embedbench.losses.cached import CachedViewObjective
+from embedbench.losses.dsimplex import DSimplex, simplex
 from embedbench.losses.infonce import InfoNCE
 from embedbench.losses.listwise import KLDistill, MarginMSE, ScoreMSE, Wasserstein
 from embedbench.losses.scored import ScoredPairLoss
@@ -14,16 +15,18 @@ from embedbench.losses.views import ViewObjective
 
 BASE_LOSSES = {"infonce": InfoNCE, "cached_infonce": InfoNCE, "cosent": partial(ScoredPairLoss, "cosent"),
                "angle": partial(ScoredPairLoss, "angle"), "margin_mse": MarginMSE, "kl_distill": KLDistill,
-               "score_mse": ScoreMSE, "wasserstein": Wasserstein}
+               "score_mse": ScoreMSE, "wasserstein": Wasserstein, "dsimplex": DSimplex}
 
 OBJECTIVE_SETTINGS = ("name", "mini_batch_size", "compat")  # loss= settings of the objective, not its base
 
 
 def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig, seed: int = 0,
-                    on_nonfinite: str = "stop", in_batch_negatives: bool = True) -> ViewObjective:
+                    on_nonfinite: str = "stop", in_batch_negatives: bool = True,
+                    classes: int | None = None) -> ViewObjective:
     """``loss=`` is the base; the model's ``objective`` block says which views it covers and how.
     A ``mini_batch_size`` (``loss=cached_infonce``) turns on GradCache; ``in_batch_negatives=False`` (a
-    source's setting) keeps each query to its own candidates."""
+    source's setting) keeps each query to its own candidates; ``classes``: the training set's number of
+    classes, for a classifier loss."""
     if loss.name not in BASE_LOSSES:
         raise EmbedbenchError(f"loss.name={loss.name}: unknown; choose one of {', '.join(sorted(BASE_LOSSES))}")
     params = {f.name: getattr(loss, f.name) for f in fields(loss) if f.name not in OBJECTIVE_SETTINGS}
@@ -32,6 +35,11 @@ def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig
             raise EmbedbenchError(f"in_batch_negatives: false: loss={loss.name} has no in-batch negatives to turn "
                                   "off (infonce and cached_infonce have)")
         params["in_batch_negatives"] = False
+    if BASE_LOSSES[loss.name] is DSimplex:
+        if not classes:
+            raise EmbedbenchError("loss=dsimplex needs class labels: data.format=classes on a labelled table")
+        simplex(classes, min(view.dim for view in views.views))  # every view must hold the simplex: say so now
+        params["classes"] = classes
     try:
         base = BASE_LOSSES[loss.name](**params)
     except TypeError as exc:  # a loss.name pointed at another loss's settings

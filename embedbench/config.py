@@ -124,10 +124,10 @@ class BM25Config:
 
 class LongStrategy(Choice):
     """Inputs beyond the window (embedbench/embedding/long.py)."""
-    truncate = "truncate"
-    chunk = "chunk"
-    interpolate = "interpolate"
-    ntk = "ntk"
+    truncate = "truncate"  # the first max_seq_length tokens
+    chunk = "chunk"  # windows of max_seq_length tokens, their embeddings pooled (ChunkPooling)
+    interpolate = "interpolate"  # position interpolation: absolute tables and RoPE alike
+    ntk = "ntk"  # NTK-aware scaling of the rotary base: RoPE models only
 
 
 class ChunkPooling(Choice):

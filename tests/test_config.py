@@ -113,7 +113,7 @@ BAD = {  # overrides: the one line they must give
     "auto or a number": (["encode.batch_size=big"], "encode.batch_size=big: expected a positive integer or auto"),
     "auto or a boolean": (["trainer.bf16=maybe"], "trainer.bf16=maybe: expected auto, true or false"),
     "range of a loss setting": (["loss.temperature=0"], "loss.temperature=0.0: must be > 0"),
-    "unknown loss key": (["+loss.scale=3"], "loss.scale: unknown key (loss takes gather_across_devices"),
+    "unknown loss key": (["+loss.scale=3"], "loss.scale: unknown key (loss takes compat, gather_across_devices"),
     "device": (["device=gpu"], "device=gpu: expected auto, cpu, mps, cuda or cuda:N"),
     "grid": (["eval.grid=diagonal"], "eval.grid=diagonal: expected full, or {layers: [...], dims: [...]}"),
     "index key": (["index=funnel", "+index.funnel_d64.nprobe=4"], "index.funnel_d64.nprobe: unknown key"),

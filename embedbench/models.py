@@ -75,10 +75,11 @@ def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases:
     views = with_grid(views, cfg.eval.grid)
     prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
     embedder = Embedder(encoder, views.layers, cfg.encode, open_cache(cfg.eval), phases, shared_by_ranks)
-    # the other ranks serve the scored model alone: under torchrun rank 0 encodes the reference by itself
-    reference = cfg.eval.compat.reference and Embedder(
-        reference_encoder(cfg.eval.compat.reference, encoder), views.layers, cfg.encode, open_cache(cfg.eval), phases)
-    return EncoderModel(embedder, views, prompts, reference or None)
+    reference = None
+    if cfg.eval.compat.reference:  # not shared by ranks: they serve the scored model alone
+        reference = Embedder(reference_encoder(cfg.eval.compat.reference, encoder), views.layers, cfg.encode,
+                             open_cache(cfg.eval), phases)
+    return EncoderModel(embedder, views, prompts, reference)
 
 
 def reference_encoder(name: str, encoder: LayerEncoder, key: str = "eval.compat.reference") -> LayerEncoder:

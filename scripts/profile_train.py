@@ -37,19 +37,9 @@ def kind(name: str) -> str:
     return next((k for k, fragments in KINDS.items() if any(f in lowered for f in fragments)), "other")
 
 
-def gemm_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
-    import torch
-
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def main() -> None:
     import torch
+    from bench_encode import gemm_peak
 
     from embedbench.cli import compose_config
     from embedbench.composition import load

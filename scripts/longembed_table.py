@@ -8,23 +8,15 @@ synthetic task (kind x length) per strategy, and their average.
 """
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
+from sweep_results import sweep_results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", type=Path, help="the multirun folder (outputs/multirun/<date>/<time>)")
-    args = parser.parse_args()
     runs = {}
-    for path in sorted(args.sweep.glob("*/results.json"), key=lambda p: int(p.parent.name)):
-        result = json.loads(path.read_text())
+    for result in sweep_results(__doc__):
         model = result["config"]["model"]
         label = model["long"] + (f" to {model['long_length']}" if model["long"] in ("interpolate", "ntk") else "")
         runs[label] = result
-    if not runs:
-        raise SystemExit(f"{args.sweep}: no results.json in its job folders")
     task = next(iter(runs.values()))["config"]["eval"]["tasks"]["longembed_synthetic"]
     kinds, lengths = task["kinds"], task["lengths"]
     print("| task | " + " | ".join(f"{n // 1024}k" if n >= 1024 else str(n) for n in lengths) + " | average |")

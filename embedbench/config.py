@@ -58,6 +58,7 @@ class DataFormat(Choice):
     cropping = "cropping"
     labelled = "labelled"  # a labelled table (classification, clustering data) made into pairs, as NV-Embed does
     classes = "classes"  # a labelled table as (text, class index): for classifier losses (loss=dsimplex)
+    text = "text"  # unlabeled text, one column: for masked-LM pre-training (loss=smae)
 
 
 Column = Union[str, int]  # a header name, or a 0-based position
@@ -282,7 +283,7 @@ class TrainingSetConfig(CollectionConfig):
     train: str | None = None  # scored_pairs / graded_lists: the training file
     max_score: float = 5.0  # scored_pairs: gold scores are divided by it
     list_size: int = 8  # graded_lists: candidates per list
-    text_file: str | None = None  # mirror / cropping: one text per line; null: the BEIR corpus
+    text_file: str | None = None  # mirror / cropping / text: one text per line; null: the BEIR corpus
     span: int = 5  # mirror: words masked
     mask_token: str = "[MASK]"
     min_ratio: float = 0.1  # cropping: each crop keeps min_ratio..max_ratio of the words
@@ -615,8 +616,23 @@ class DSimplexConfig(LossConfig):
         _positive(temperature=self.temperature)
 
 
+@dataclass
+class SMAEConfig(LossConfig):
+    mlm_probability: float = 0.2  # of the encoder's input tokens, masked for every view's MLM term
+    mae: bool = True  # the decoder's reconstruction from each view's embedding
+    decoder_mlm_probability: float = 0.4  # of the decoder's input tokens
+    decoder_layers: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("mlm_probability", "decoder_mlm_probability"):
+            if not 0 < getattr(self, key) < 1:
+                raise EmbedbenchError(f"loss.{key}={getattr(self, key)}: expected 0 < p < 1")
+        if self.decoder_layers < 1:
+            raise EmbedbenchError(f"loss.decoder_layers={self.decoder_layers}: expected at least 1")
+
+
 LOSS_SCHEMAS = {"infonce": InfoNCEConfig, "scored_pair": ScoredPairLossConfig, "kl_distill": KLDistillConfig,
-                "wasserstein": WassersteinConfig, "dsimplex": DSimplexConfig, "plain": LossConfig}
+                "wasserstein": WassersteinConfig, "dsimplex": DSimplexConfig, "smae": SMAEConfig, "plain": LossConfig}
 
 
 # ---------------------------------------------------------------------------------------------------- roots
@@ -647,6 +663,14 @@ class RunConfig:
 class TrainRunConfig(RunConfig):
     loss: Any = None  # typed by its option's schema (conf/loss/*.yaml name one of LOSS_SCHEMAS)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        formats = {source.format for source in self.data.sources.values()} or {self.data.format}
+        smae, text = getattr(self.loss, "name", None) == "smae", DataFormat.text in formats
+        if smae != text or text and len(formats) > 1:
+            raise EmbedbenchError(f"loss={self.loss.name} with data.format={'/'.join(sorted(formats))}: loss=smae "
+                                  "pre-trains on unlabeled text, data.format=text, and nothing else reads it")
 
 
 def _folder_or(root: str | None, default: str) -> str:

@@ -28,9 +28,12 @@ def typed(name, overrides=()):
     return load(compose_config(name, list(overrides)))
 
 
+NEEDS = {("loss", "smae"): ["data.format=text"]}  # an option read only with another setting
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_option_composes_into_typed_settings(group, option):
-    cfg = typed("train", [f"{group}={option}"])
+    cfg = typed("train", [f"{group}={option}", *NEEDS.get((group, option), [])])
     assert isinstance(cfg, config.TrainRunConfig) and cfg.job == "train"
     assert getattr(cfg, group) is not None
 
@@ -43,6 +46,12 @@ def test_every_experiment_pins_its_recipe(experiment):
     recipe = {"retrieval": ("scifact", "infonce", {"beir"}), "sts": ("stsb", "cosent", {"stsb"})}[task]
     assert (cfg.data.name, cfg.loss.name, set(cfg.eval.tasks)) == recipe
     assert list(cfg.eval.grid["dims"]) == [384, 256, 192, 128, 64, 32]
+
+
+def test_the_smae_experiment_pretrains_the_starbucks_diagonal_on_unlabeled_text():
+    cfg = typed("train", ["experiment=starbucks_smae"])
+    assert (cfg.model.name, cfg.loss.name, cfg.data.format, cfg.data.name) == ("starbucks", "smae", "text", "scifact")
+    assert (cfg.loss.mlm_probability, cfg.loss.decoder_mlm_probability, cfg.trainer.lr) == (0.2, 0.4, 1e-4)
 
 
 def test_every_retrieval_recipe_composes_at_the_same_budget():

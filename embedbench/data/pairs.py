@@ -4,6 +4,7 @@
 - (sentence1, sentence2, label) scored pairs for CoSENT / AnglE;
 - (anchor, candidate_1..n, label) graded lists for list-wise losses;
 - (anchor, positive) made from unlabeled text (``format: mirror`` / ``cropping``);
+- (text) unlabeled text as it is (``format: text``) for masked-LM pre-training;
 - (anchor, positive, negative) from a labelled table (``format: labelled``);
 and several of them at once (``data.sources``), each a set of its own or, with the same columns, one mix.
 """
@@ -61,6 +62,10 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
         from embedbench.data.unlabeled import self_supervised_pairs
 
         return self_supervised_pairs(data_cfg, max_examples, seed)
+    if data_cfg.format == "text":
+        from embedbench.data.unlabeled import text_table
+
+        return text_table(data_cfg, max_examples)
     return qrels_training_set(data_cfg, max_examples, seed, encode, cache, device)
 
 

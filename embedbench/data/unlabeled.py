@@ -1,4 +1,5 @@
-"""Positive pairs from unlabeled text (no judgements needed):
+"""Unlabeled text as it is (``format: text``, for masked-LM pre-training), or made into positive pairs (no
+judgements needed):
 - ``mirror`` (Mirror-BERT, Liu et al. 2021): a text and itself with one random span of ``span`` words
   masked; dropout, on during training, makes the two encodings differ further;
 - ``cropping`` (Contriever, Izacard et al. 2022): two independent random crops of one text, each a
@@ -55,3 +56,8 @@ def self_supervised_pairs(data_cfg, max_examples: int | None, seed: int) -> Data
         lo, hi = data_cfg.min_ratio, data_cfg.max_ratio
         pairs = [(random_crop(text, rng, lo, hi), random_crop(text, rng, lo, hi)) for text in texts]
     return Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
+
+
+def text_table(data_cfg, max_examples: int | None) -> Dataset:
+    texts = unlabeled_texts(data_cfg)
+    return Dataset.from_dict({"text": texts[:max_examples] if max_examples else texts})

@@ -170,13 +170,16 @@ class LayerEncoder:
         """
         if through is None:
             return self.pool(self.runtime("fp32", "torch")(features), features, layers)
+        return self.pool(self.hidden_states(features, through), features, layers)
+
+    def hidden_states(self, features: dict, through) -> Sequence[torch.Tensor]:
+        """Every layer's token states (embeddings first), with gradients, from a forward of ``through``."""
         config = self.transformer.model.config
         config.output_hidden_states = True  # sentence-transformers then returns all_layer_embeddings
         try:
-            hidden = through(dict(features))["all_layer_embeddings"]
+            return through(dict(features))["all_layer_embeddings"]
         finally:
             config.output_hidden_states = False
-        return self.pool(hidden, features, layers)
 
     def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False) -> Runtime:
         """What maps tokenised features to every layer's hidden states for encoding (embedbench/runtimes.py).

@@ -84,7 +84,7 @@ def training_prompts(prompts: Prompts, columns: Sequence[str], instruction: str 
     both sides of scored pairs."""
     out = {}
     for column in columns:
-        if column in ("label", "dataset_name"):
+        if column in ("label", "dataset_name", "text"):  # text: unlabeled, for masked-LM pre-training as it is
             continue
         side = QUERY if column == "anchor" else SYMMETRIC if column.startswith("sentence") else DOCUMENT
         if prompts.prefix(side, instruction):

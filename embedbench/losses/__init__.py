@@ -1,4 +1,5 @@
-"""Objectives: functions of view embeddings. ``build_objective`` maps ``loss=`` to one."""
+"""Objectives: functions of view embeddings, and SMAE's masked-LM pre-training of the views' sub-networks.
+``build_objective`` maps ``loss=`` to one."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -11,6 +12,7 @@ from embedbench.losses.dsimplex import DSimplex, simplex
 from embedbench.losses.infonce import InfoNCE
 from embedbench.losses.listwise import KLDistill, MarginMSE, ScoreMSE, Wasserstein
 from embedbench.losses.scored import ScoredPairLoss
+from embedbench.losses.smae import SMAE
 from embedbench.losses.views import ViewObjective
 
 BASE_LOSSES = {"infonce": InfoNCE, "cached_infonce": InfoNCE, "cosent": partial(ScoredPairLoss, "cosent"),
@@ -22,13 +24,17 @@ OBJECTIVE_SETTINGS = ("name", "mini_batch_size", "compat")  # loss= settings of 
 
 def build_objective(loss: LossConfig, encoder, views, objective: ObjectiveConfig, seed: int = 0,
                     on_nonfinite: str = "stop", in_batch_negatives: bool = True,
-                    classes: int | None = None) -> ViewObjective:
+                    classes: int | None = None) -> ViewObjective | SMAE:
     """``loss=`` is the base; the model's ``objective`` block says which views it covers and how.
     A ``mini_batch_size`` (``loss=cached_infonce``) turns on GradCache; ``in_batch_negatives=False`` (a
     source's setting) keeps each query to its own candidates; ``classes``: the training set's number of
     classes, for a classifier loss."""
+    if loss.name == "smae":  # token-level, not a function of view embeddings
+        return SMAE(encoder, views, loss.mlm_probability, loss.decoder_mlm_probability, loss.mae,
+                    loss.decoder_layers, seed, str(on_nonfinite))
     if loss.name not in BASE_LOSSES:
-        raise EmbedbenchError(f"loss.name={loss.name}: unknown; choose one of {', '.join(sorted(BASE_LOSSES))}")
+        raise EmbedbenchError(f"loss.name={loss.name}: unknown; choose one of "
+                              f"{', '.join(sorted([*BASE_LOSSES, 'smae']))}")
     params = {f.name: getattr(loss, f.name) for f in fields(loss) if f.name not in OBJECTIVE_SETTINGS}
     if not in_batch_negatives:
         if BASE_LOSSES[loss.name] is not InfoNCE:

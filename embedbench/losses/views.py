@@ -23,6 +23,20 @@ from embedbench.embedding.views import View, ViewSet, cut
 from embedbench.errors import EmbedbenchError
 
 
+def checked(total: torch.Tensor, terms: dict[str, torch.Tensor], kept: dict[str, list[float]], batch: int,
+            on_nonfinite: str) -> torch.Tensor:
+    """``total`` with its ``terms`` kept for the log when finite; otherwise stop naming the batch, or (skip) a
+    fresh leaf: backward reaches no weight, so the batch changes nothing."""
+    if torch.isfinite(total):
+        for name, term in terms.items():
+            kept.setdefault(name, []).append(float(term.detach()))
+        return total
+    if on_nonfinite == "stop":
+        raise EmbedbenchError(f"training batch {batch}: loss is {total.item()}; lower the learning rate or check "
+                              "the data, or set trainer.on_nonfinite=skip")
+    return torch.zeros((), device=total.device, requires_grad=True)
+
+
 class ViewObjective(nn.Module):
     def __init__(self, encoder, views: ViewSet, base, sample: str | None = None, sample_dims=None,
                  align_weight: float = 0.0, align_temperature: float = 1.0, on_nonfinite: str = "stop",
@@ -87,16 +101,7 @@ class ViewObjective(nn.Module):
             terms["/align"] = sum(self.alignment(columns[view], columns[teacher]) for view, teacher in aligned)
             total = total + self.align_weight * terms["/align"]
         self.batches += 1
-        if torch.isfinite(total):
-            for name, term in terms.items():
-                self._terms.setdefault(name, []).append(float(term.detach()))
-        else:
-            if self.on_nonfinite == "stop":
-                raise EmbedbenchError(f"training batch {self.batches}: loss is {total.item()}; lower the learning "
-                                      "rate or check the data, or set trainer.on_nonfinite=skip")
-            # a fresh leaf: backward reaches no weight, so this batch changes nothing
-            return torch.zeros((), device=total.device, requires_grad=True)
-        return total
+        return checked(total, terms, self._terms, self.batches, self.on_nonfinite)
 
     def pop_terms(self) -> dict[str, float]:
         """Each view's loss term (unweighted) and the alignment term, averaged over the batches since the last

@@ -38,7 +38,8 @@ from embedbench.tasks.reranking import RerankingTask
 from embedbench.tasks.retrieval import RetrievalTask, SubsetAverage, checked_metrics
 from embedbench.tasks.sts import STSTask
 
-BEIR_SOURCES = (DataFormat.beir, DataFormat.mirror, DataFormat.cropping)  # self-supervised formats keep a BEIR split
+# the unlabeled formats read a BEIR folder's corpus, whose test split the tasks score
+BEIR_SOURCES = (DataFormat.beir, DataFormat.mirror, DataFormat.cropping, DataFormat.text)
 
 
 def build_tasks(eval_cfg: EvalConfig, data: DataConfig, indexes: Sequence[IndexConfig] = (),

@@ -129,6 +129,9 @@ class LongStrategy(Choice):
     chunk = "chunk"  # windows of max_seq_length tokens, their embeddings pooled (ChunkPooling)
     interpolate = "interpolate"  # position interpolation: absolute tables and RoPE alike
     ntk = "ntk"  # NTK-aware scaling of the rotary base: RoPE models only
+    group = "group"  # grouped positions: absolute-position models only
+    recur = "recur"  # recurrent positions: absolute-position models only
+    selfextend = "selfextend"  # SelfExtend: RoPE models only
 
 
 class ChunkPooling(Choice):
@@ -205,8 +208,8 @@ class ModelConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     bm25: BM25Config = field(default_factory=BM25Config)  # kind=lexical
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
-    long: LongStrategy = LongStrategy.truncate  # inputs beyond max_seq_length: truncate, chunk, interpolate, ntk
-    long_length: int = 4096  # interpolate / ntk: the positions the window is extended to
+    long: LongStrategy = LongStrategy.truncate  # inputs beyond max_seq_length: embedbench/embedding/long.py
+    long_length: int = 4096  # every strategy but truncate and chunk: the positions the window is extended to
     long_pooling: ChunkPooling = ChunkPooling.mean  # chunk: how the windows' embeddings combine
     # a task's instruction and a query, for tasks that give an instruction ("Instruct: {instruction}\nQuery:
     # {text}"); the text comes last, so the prompt is a prefix as sentence-transformers applies it

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embedbench.embedding.heads import make_bidirectional, set_padding_side, set_pooling
-from embedbench.embedding.long import extend_window
+from embedbench.embedding.long import EXTENSIONS, extend_window
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.errors import EmbedbenchError
@@ -73,7 +73,7 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
-    if str(long) in ("interpolate", "ntk"):
+    if str(long) in EXTENSIONS:
         extend_window(model, str(long), int(long_length))
     if pooling:
         set_pooling(model, pooling, latent_attention)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from embedbench.embedding.long import SELF_EXTEND
 from embedbench.errors import EmbedbenchError
 
 ST_POOLING = {"mean": "mean", "cls": "cls", "max": "max", "last_token": "lasttoken"}
@@ -47,9 +48,9 @@ def make_bidirectional(transformer: torch.nn.Module) -> None:
         raise EmbedbenchError(f"model.bidirectional=true: {type(transformer).__name__} has no causal attention "
                               "to remove (an encoder attends both ways already)")
     implementation = transformer.config._attn_implementation
-    if implementation not in ("sdpa", "eager"):
+    if implementation not in ("sdpa", "eager", SELF_EXTEND):
         raise EmbedbenchError(f"model.bidirectional=true: attention implementation {implementation!r}; "
-                              "sdpa and eager take a full mask")
+                              "sdpa, eager and SelfExtend take a full mask")
     for module in attention:
         module.is_causal = False  # kernels that pick causality from the module (no mask given) see it too
     transformer.register_forward_pre_hook(_full_mask, with_kwargs=True)

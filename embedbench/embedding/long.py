@@ -8,36 +8,56 @@
   gets a position table linearly interpolated from its own (position j reads the original at
   j x original / new), a RoPE model its rotary frequencies divided by new / original;
 - ``ntk``: NTK-aware scaling for RoPE models: the rotary base multiplied by s^(d / (d - 2)) for a scale
-  s = new / original, which leaves the highest frequencies nearly as trained and stretches the lowest.
+  s = new / original, which leaves the highest frequencies nearly as trained and stretches the lowest;
+- ``group`` and ``recur``: grouped and recurrent positions for absolute-position models: position j reads
+  the original table at floor(j x original / new), or at j mod original;
+- ``selfextend``: SelfExtend (Jin et al., 2024) for RoPE models: tokens within a neighbour window of half
+  the original length see their true relative positions, farther ones grouped positions
+  (floor(position / G), shifted to meet the window), G the smallest group that reaches the new length.
+  The attention is transformers' own call with an attention function of its registry, so every
+  attention module of the model, causal or made bidirectional, gets it; rotary embeddings in the
+  rotate-half layout (Llama, Qwen, Mistral) are assumed.
 """
 from __future__ import annotations
 
+import math
+
 import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from embedbench.errors import EmbedbenchError
 
-STRATEGIES = ("truncate", "chunk", "interpolate", "ntk")
+EXTENSIONS = ("interpolate", "ntk", "group", "recur", "selfextend")  # what changes the model's positions
+TABLE_ONLY = ("group", "recur")
+SELF_EXTEND = "embedbench_selfextend"  # the attention implementation's name in transformers' registry
 
 
 def extend_window(model, strategy: str, length: int) -> None:
-    """``interpolate`` or ``ntk``: the loaded sentence-transformers ``model`` made to take ``length`` tokens."""
+    """One of :data:`EXTENSIONS`: the loaded sentence-transformers ``model`` made to take ``length`` tokens."""
     network = model[0].auto_model
     original = int(network.config.max_position_embeddings)
     if length <= original:
         raise EmbedbenchError(f"model.long_length={length}: the model already takes {original} positions; "
                               "extending needs more")
-    rotary = [m for m in network.modules() if isinstance(getattr(m, "inv_freq", None), torch.Tensor)]
+    rotary = rotary_modules(network)
     table = getattr(getattr(network, "embeddings", None), "position_embeddings", None)
-    if rotary:
+    if rotary and strategy in TABLE_ONLY:
+        raise EmbedbenchError(f"model.long={strategy} re-reads an absolute position table, and this model has "
+                              "rotary positions; use interpolate, ntk or selfextend")
+    if rotary and strategy == "selfextend":
+        window = original // 2
+        self_extend(network, math.ceil((length - window) / (original - window)), window)
+    elif rotary:
         for module in rotary:
             module.inv_freq = _scaled(module.inv_freq, length / original, strategy)
             if hasattr(module, "original_inv_freq"):
                 module.original_inv_freq = module.inv_freq
-    elif strategy == "ntk":
-        raise EmbedbenchError("model.long=ntk scales rotary position embeddings, and this model has none; "
-                              "use interpolate for an absolute-position model")
+    elif strategy in ("ntk", "selfextend"):
+        raise EmbedbenchError(f"model.long={strategy} works on rotary position embeddings, and this model has "
+                              "none; use interpolate, group or recur for an absolute-position model")
     elif isinstance(table, torch.nn.Embedding):
-        _interpolate_table(network.embeddings, table, length)
+        _extend_table(network.embeddings, table, length, strategy)
     else:
         raise EmbedbenchError(f"model.long={strategy}: found neither rotary nor absolute position embeddings")
     network.config.max_position_embeddings = length
@@ -54,9 +74,19 @@ def _scaled(inv_freq: torch.Tensor, scale: float, strategy: str) -> torch.Tensor
     return (inv_freq.double() * factor ** (-2 * index / dim)).to(inv_freq.dtype)
 
 
-def _interpolate_table(embeddings, table: torch.nn.Embedding, length: int) -> None:
+def rotary_modules(network) -> list[torch.nn.Module]:
+    return [m for m in network.modules() if isinstance(getattr(m, "inv_freq", None), torch.Tensor)]
+
+
+def _extend_table(embeddings, table: torch.nn.Embedding, length: int, strategy: str) -> None:
     old = table.weight.data
-    positions = torch.arange(length, dtype=torch.float64) * (len(old) / length)
+    positions = torch.arange(length, dtype=torch.float64)
+    if strategy == "recur":
+        positions = positions % len(old)
+    else:
+        positions = positions * (len(old) / length)
+        if strategy == "group":
+            positions = positions.floor()
     low = positions.floor().long().clamp(max=len(old) - 1)
     high = (low + 1).clamp(max=len(old) - 1)
     weight = (positions - low).unsqueeze(1).to(old.dtype)
@@ -70,6 +100,65 @@ def _interpolate_table(embeddings, table: torch.nn.Embedding, length: int) -> No
             fresh = torch.arange(length, device=buffer.device) if name == "position_ids" else torch.zeros(
                 length, dtype=buffer.dtype, device=buffer.device)
             embeddings.register_buffer(name, fresh.expand(1, -1).to(buffer.dtype), persistent=False)
+
+
+def self_extend(network, group: int, window: int) -> None:
+    """SelfExtend on every attention module of ``network``: within ``window`` tokens true relative positions,
+    beyond it positions grouped by ``group``."""
+    (rotary,) = rotary_modules(network)  # one rotary table serves every layer in the models this targets
+    attention = [module for module in network.modules() if hasattr(module, "is_causal")]
+    if not attention:
+        raise EmbedbenchError(f"model.long=selfextend: found no attention modules in {type(network).__name__}")
+    for module in attention:
+        module.self_extend = (rotary, group, window)  # a tuple: a plain attribute, which copies of the model keep
+    AttentionInterface.register(SELF_EXTEND, self_extended_attention)
+    AttentionMaskInterface.register(SELF_EXTEND, eager_mask)  # a materialised mask, causal or not
+    network.config._attn_implementation = SELF_EXTEND
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x`` (batch, heads, tokens, head dim) turned by the angles of ``cos``/``sin`` (batch, tokens, rotary
+    dim); coordinates past the rotary dim pass as they are."""
+    d = cos.shape[-1]
+    cos, sin = cos[:, None], sin[:, None]
+    return torch.cat([x[..., :d] * cos + _rotate_half(x[..., :d]) * sin, x[..., d:]], dim=-1)
+
+
+def self_extended_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0,
+                            **kwargs):
+    """Scores from true positions within the window, from grouped ones beyond it (keys to the left see the
+    query shifted forward by window - window // group, keys to the right shifted back, so relative distances
+    keep their sign), over the queries and keys the module rotated at their true positions."""
+    rotary, group, window = module.self_extend
+    positions = kwargs.get("position_ids")
+    if positions is None:
+        positions = torch.arange(query.shape[-2], device=query.device)[None]
+    if key.shape[1] != query.shape[1]:  # grouped-query attention
+        repeat = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
+    cos, sin = rotary(value, positions)
+    raw_query, raw_key = _rotate(query, cos, -sin), _rotate(key, cos, -sin)  # the rotation undone
+    shift, grouped = window - window // group, positions // group
+    far_key = _rotate(raw_key, *rotary(value, grouped)).transpose(-1, -2)
+    left = _rotate(raw_query, *rotary(value, grouped + shift)) @ far_key
+    right = _rotate(raw_query, *rotary(value, grouped - shift)) @ far_key
+    i, j = positions[:, None, :, None], positions[:, None, None, :]
+    scores = torch.where((i - j).abs() < window, query @ key.transpose(-1, -2), torch.where(j < i, left, right))
+    scores = scores.float() * scaling
+    if attention_mask is None and module.is_causal:
+        attention_mask = (j <= i)
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
+        scores = scores + attention_mask[..., :key.shape[-2]].float()
+    weights = torch.nn.functional.softmax(scores, dim=-1).to(query.dtype)
+    weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
+    return (weights @ value).transpose(1, 2).contiguous(), weights
 
 
 def windows(tokenizer, texts: list[str], size: int) -> tuple[list[str], torch.Tensor]:

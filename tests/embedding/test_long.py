@@ -1,14 +1,18 @@
 """Long inputs: LongEmbed's synthetic tasks generated here, chunking, and window extension on a tiny BERT
-(position interpolation) and a tiny LLaMA (RoPE: interpolation and NTK-aware scaling)."""
+(position interpolation, grouped and recurrent positions) and a tiny LLaMA (RoPE: interpolation, NTK-aware
+scaling, SelfExtend)."""
 import json
 import re
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaModel
 
 from embedbench.data.longembed import FIRST, LAST, haystack_sentences, synthetic_task, tokenizer
+from embedbench.embedding import long as long_module
 from embedbench.embedding.encoder import LayerEncoder, load_encoder
-from embedbench.embedding.long import merged, windows
+from embedbench.embedding.heads import make_bidirectional
+from embedbench.embedding.long import merged, self_extend, windows
 from embedbench.errors import EmbedbenchError
 from tests.helpers import needs_data, run_main
 
@@ -82,9 +86,88 @@ def test_rope_interpolation_and_ntk_rescale_the_rotary_frequencies(tiny_decoder)
         assert torch.isfinite(encoder.encode(texts, [encoder.n_layers])[encoder.n_layers]).all()
 
 
-def test_ntk_on_an_absolute_position_model_stops_with_one_line(tiny_model_path):
-    with pytest.raises(EmbedbenchError, match="model.long=ntk scales rotary position embeddings"):
-        load_encoder(str(tiny_model_path), "cpu", long="ntk", long_length=1024)
+def test_grouped_and_recurrent_positions_reread_the_absolute_table(tiny_model_path):
+    old = load_encoder(str(tiny_model_path), "cpu").transformer.auto_model.embeddings.position_embeddings.weight
+    grouped, recurrent = (load_encoder(str(tiny_model_path), "cpu", long=strategy, long_length=1024)
+                          .transformer.auto_model.embeddings.position_embeddings.weight
+                          for strategy in ("group", "recur"))
+    assert torch.equal(grouped[::2], old) and torch.equal(grouped[1::2], old)  # position j reads j // 2
+    assert torch.equal(recurrent[:512], old) and torch.equal(recurrent[512:], old)  # position j reads j mod 512
+
+
+def test_position_strategies_on_the_wrong_kind_of_model_stop_with_one_line(tiny_model_path, tiny_decoder):
+    for strategy in ("ntk", "selfextend"):
+        with pytest.raises(EmbedbenchError, match=f"model.long={strategy} works on rotary position embeddings"):
+            load_encoder(str(tiny_model_path), "cpu", long=strategy, long_length=1024)
+    with pytest.raises(EmbedbenchError, match="model.long=group re-reads an absolute position table"):
+        load_encoder(str(tiny_decoder), "cpu", long="group", long_length=512)
+
+
+def tiny_llama(bidirectional: bool, group: int | None = None, window: int | None = None):
+    """A 2-layer LLaMA with grouped-query attention, causal or made bidirectional, SelfExtended if asked."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=4000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0,
+                         attn_implementation="sdpa")
+    model = LlamaModel(config).eval()
+    if bidirectional:
+        make_bidirectional(model)
+    if group:
+        self_extend(model, group, window)
+    return model
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_selfextend_is_the_model_within_its_window_and_grouped_positions_beyond(bidirectional):
+    ids = torch.randint(1000, 4000, (2, 40), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 30:] = 0
+    real = mask.bool()
+
+    def states(model, positions=None):
+        return model(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[real]
+
+    plain = states(tiny_llama(bidirectional))
+    grouped = states(tiny_llama(bidirectional), (torch.arange(40) // 4)[None].expand(2, -1))
+    assert torch.allclose(states(tiny_llama(bidirectional, 4, 64)), plain, atol=1e-5)  # all within the window
+    assert torch.allclose(states(tiny_llama(bidirectional, 1, 8)), plain, atol=1e-5)  # groups of one
+    assert torch.allclose(states(tiny_llama(bidirectional, 4, 0)), grouped, atol=1e-5)  # no window: all grouped
+    both = states(tiny_llama(bidirectional, 4, 8))
+    assert not torch.allclose(both, plain, atol=1e-3) and not torch.allclose(both, grouped, atol=1e-3)
+
+
+def test_selfextend_distances_keep_their_size_both_ways_and_group_beyond_the_window():
+    """One raw vector at every position: a score depends only on the relative distance the attention used."""
+    model = tiny_llama(True, group=4, window=8)
+    attention = model.layers[0].self_attn
+    rotary = attention.self_extend[0]
+    vector = torch.randn(1, 1, 1, 8, generator=torch.Generator().manual_seed(2)).expand(1, 1, 40, 8)
+    positions = torch.arange(40)[None]
+    turned = long_module._rotate(vector, *rotary(vector, positions))
+    _, weights = long_module.self_extended_attention(attention, turned, turned, turned, None, scaling=1.0)
+    scores = torch.log(weights[0, 0]) - torch.log(weights[0, 0]).diagonal()[:, None]  # score(i,j) - score(i,i)
+
+    def score(distance: int) -> float:  # query and key this far apart, less the query against itself
+        pair = long_module._rotate(vector[:, :, :2], *rotary(vector, torch.tensor([[0, distance]])))
+        return float(pair[0, 0, 1] @ pair[0, 0, 0] - pair[0, 0, 0] @ pair[0, 0, 0])
+
+    shift = 8 - 8 // 4  # the query moves this far from its group, towards the key's side
+    for i, j in [(20, 23), (23, 20), (20, 35), (35, 20), (3, 39)]:
+        distance = i - j if abs(i - j) < 8 else i // 4 - j // 4 + (shift if j < i else -shift)
+        assert scores[i, j].item() == pytest.approx(score(distance), abs=1e-4)
+    assert abs(scores[20, 35] - score(20 // 4 - 35 // 4 + shift)) > 1e-3  # a shift the wrong way is caught
+
+
+def test_selfextend_takes_texts_past_the_window(tiny_decoder):
+    extended = load_encoder(str(tiny_decoder), "cpu", long="selfextend", long_length=512)
+    (attention, *_) = [m for m in extended.transformer.auto_model.modules() if hasattr(m, "self_extend")]
+    assert attention.self_extend[1:] == (7, 64)  # window 128 / 2; (512 - 64) / (128 - 64) = 7 groups
+    texts = [" ".join(["cell"] * 300)]
+    assert LayerEncoder(extended.model).token_lengths(texts)[0] > 128
+    plain = load_encoder(str(tiny_decoder), "cpu")
+    short = ["a short text about cells"]
+    assert torch.allclose(extended.encode(short, [2])[2], plain.encode(short, [2])[2], atol=1e-5)
+    assert torch.isfinite(extended.encode(texts, [2])[2]).all()
 
 
 @needs_data

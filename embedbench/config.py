@@ -471,8 +471,13 @@ class EvalConfig:
     max_docs: int | None = None  # retrieval: the corpus filled up to this many documents
     max_pairs: int | None = None  # sts: the first N pairs
     compat: CompatConfig = field(default_factory=CompatConfig)
+    # retrieval: encode and search the corpus this many documents at a time, keeping each view's top-k, so
+    # memory holds one shard's embeddings (exact search only); null: the whole corpus at once
+    shard_docs: int | None = None
 
     def __post_init__(self) -> None:
+        if self.shard_docs is not None and self.shard_docs < 1:
+            raise EmbedbenchError(f"eval.shard_docs={self.shard_docs}: expected a number of documents >= 1, or null")
         grid = self.grid
         if not (grid is None or grid == "full" or (isinstance(grid, dict) and set(grid) <= {"layers", "dims"})):
             raise EmbedbenchError(f"eval.grid={grid}: expected full, or {{layers: [...], dims: [...]}}")

@@ -20,11 +20,13 @@ from embedbench.retrieval.lexical import BM25
 class EncoderModel:
     """Every view of an encoder: texts embedded once (or read from the cache), views cut from the pooled layers.
     ``reference``: a reference model's embedder, whose documents the retriever also searches with this
-    model's queries (``eval.compat``)."""
+    model's queries (``eval.compat``); ``shard_docs``: retrieval encodes and searches documents that many at a
+    time (``eval.shard_docs``)."""
 
     def __init__(self, embedder: Embedder, views: ViewSet, prompts: Prompts = Prompts(),
-                 reference: Embedder | None = None):
+                 reference: Embedder | None = None, shard_docs: int | None = None):
         self.embedder, self.views, self.prompts, self.reference = embedder, views, prompts, reference
+        self.shard_docs = shard_docs
 
     def prompt(self, texts: list[str], side: Side, instruction: str | None = None) -> list[str]:
         return self.prompts.apply(texts, side, instruction)
@@ -36,7 +38,7 @@ class EncoderModel:
         return self.embedder(texts, desc)
 
     def retriever(self, indexes: Sequence[IndexConfig]) -> DenseRetriever:
-        return DenseRetriever(self.embed, self.views, indexes, self.reference)
+        return DenseRetriever(self.embed, self.views, indexes, self.reference, self.shard_docs)
 
     def log_stats(self) -> None:
         self.embedder.log_stats()
@@ -79,7 +81,7 @@ def encoder_model(encoder: LayerEncoder, views: ViewSet, cfg: RunConfig, phases:
     if cfg.eval.compat.reference:  # not shared by ranks: they serve the scored model alone
         reference = Embedder(reference_encoder(cfg.eval.compat.reference, encoder), views.layers, cfg.encode,
                              open_cache(cfg.eval), phases)
-    return EncoderModel(embedder, views, prompts, reference)
+    return EncoderModel(embedder, views, prompts, reference, cfg.eval.shard_docs)
 
 
 def reference_encoder(name: str, encoder: LayerEncoder, key: str = "eval.compat.reference") -> LayerEncoder:

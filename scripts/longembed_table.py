@@ -15,7 +15,7 @@ def main() -> None:
     runs = {}
     for result in sweep_results(__doc__):
         model = result["config"]["model"]
-        label = model["long"] + (f" to {model['long_length']}" if model["long"] in ("interpolate", "ntk") else "")
+        label = model["long"] + (f" to {model['long_length']}" if model["long"] not in ("truncate", "chunk") else "")
         runs[label] = result
     task = next(iter(runs.values()))["config"]["eval"]["tasks"]["longembed_synthetic"]
     kinds, lengths = task["kinds"], task["lengths"]

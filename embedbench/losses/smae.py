@@ -36,7 +36,7 @@ def masked_lm_head(encoder) -> nn.Module:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a checkpoint without a head warns that one is new: the docstring says so
     try:
-        mlm = AutoModelForMaskedLM.from_pretrained(source, config=hf_model.config)
+        mlm = AutoModelForMaskedLM.from_pretrained(source, config=copy.deepcopy(hf_model.config))
     except (ValueError, OSError) as exc:
         raise EmbedbenchError(f"loss=smae: {source} has no masked-LM form in transformers ({exc})") from None
     finally:

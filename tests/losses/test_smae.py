@@ -92,3 +92,20 @@ def test_smae_and_unlabeled_text_go_together_or_stop_with_one_line(tmp_path, tin
         proc = run_main("train", *common, *args, cwd=tmp_path, check=False)
         assert proc.returncode == 2 and "loss=smae pre-trains on unlabeled text, data.format=text" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_roberta_checkpoint_trains_through_its_own_head_and_decoder(tmp_path, tiny_model):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import RobertaConfig, RobertaModel
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=tiny_model.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64, pad_token_id=0, max_position_embeddings=64)
+    RobertaModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
+    tiny_model.tokenizer.save_pretrained(tmp_path)
+    roberta = SentenceTransformer(modules=[Transformer(str(tmp_path), max_seq_length=32), Pooling(32, "cls")])
+    loss = smae(roberta, [[1, 8], [2, 32]])
+    assert type(loss.head).__name__ == "RobertaLMHead"
+    loss([roberta.preprocess(TEXTS)]).backward()
+    assert loss.head.dense.weight.grad[:, 8:].any() and loss.decoder.encoder.layer[0].output.dense.weight.grad.any()

@@ -55,6 +55,7 @@ def test_masking_is_seeded_and_spares_special_tokens(tiny_model):
 
 
 def test_a_views_terms_train_its_own_sub_network_and_the_decoder(tiny_model):
+    tiny_model.zero_grad(set_to_none=True)  # the model is shared by the session's tests
     loss = smae(tiny_model, [[1, 8]])
     loss([tiny_model.preprocess(TEXTS)]).backward()
     layers = loss.encoder.transformer.model.encoder.layer
@@ -62,7 +63,7 @@ def test_a_views_terms_train_its_own_sub_network_and_the_decoder(tiny_model):
     assert all(p.grad is not None and p.grad.any() for p in layers[0].attention.parameters())
     assert all(p.grad is not None and p.grad.any() for p in loss.decoder.encoder.parameters())
     assert set(loss.pop_terms()) == {"train/loss/mlm/l1_d8", "train/loss/mae/l1_d8"}
-    tiny_model.zero_grad()
+    tiny_model.zero_grad(set_to_none=True)
     without_decoder = smae(tiny_model, [[1, 8], [2, 32]], mae=False)
     without_decoder([tiny_model.preprocess(TEXTS)])
     assert without_decoder.decoder is None and set(without_decoder.pop_terms()) == {

@@ -68,12 +68,13 @@ class DenseRetriever:
             pooled = self.embed(part, f"{desc}: documents {start + 1:,}-{start + len(part):,}")
             kept_docs = self.reference(part, f"{desc}: documents (reference model)") if self.reference else None
             for view in self.views.views:
-                searches = {self.views.name(view): (pooled, asking[view])}
-                if kept_docs is not None:
-                    searches[self.views.name(view, COMPAT)] = (kept_docs, asking[view])
-                    searches[self.views.name(view, REFERENCE)] = (kept_docs, asking_kept[view])
+                searches = {self.views.name(view): (cut(pooled[view.layer], view.dim).numpy(), asking[view])}
+                if kept_docs is not None:  # the reference's documents cut once, searched by both query sets
+                    reference_docs = cut(kept_docs[view.layer], view.dim).numpy()
+                    searches[self.views.name(view, COMPAT)] = (reference_docs, asking[view])
+                    searches[self.views.name(view, REFERENCE)] = (reference_docs, asking_kept[view])
                 for name, (documents, questions) in searches.items():
-                    found = search(cut(documents[view.layer], view.dim).numpy(), questions, depth)
+                    found = search(documents, questions, depth)
                     merged.setdefault(name, ShardedResult(n, depth)).add(found, start)
         return {name: result.finish() for name, result in merged.items()}
 

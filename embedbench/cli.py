@@ -227,7 +227,10 @@ def run_job(command: str, args: list[str]) -> None:
     if "hydra/sweeper=optuna" in args and not any(a.startswith("hydra.sweeper.direction=") for a in args):
         args = [*args, "hydra.sweeper.direction=maximize"]  # every task metric is better higher
     sys.argv = [f"embedbench {command}", *args]
-    hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
+    try:
+        hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(job)()
+    finally:
+        distributed.leave()
 
 
 def compare(args: list[str]) -> None:

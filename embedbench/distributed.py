@@ -34,6 +34,17 @@ def init() -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def leave() -> None:
+    """Leave the process group before the interpreter exits: a gloo group left to interpreter shutdown can
+    abort the process (``terminate called without an active exception``) after its work is done."""
+    if world_size() == 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def from_rank0(make):
     """``make()`` evaluated on rank 0, the same value on every rank."""
     import torch.distributed as dist

@@ -536,7 +536,7 @@ class TrainerConfig:
     warmup: float = 0.1  # < 1: a fraction of the steps; >= 1: a number of steps
     weight_decay: float = 0.01
     grad_accum: int = 1
-    bf16: Any = "auto"  # auto: on CUDA only; or true / false
+    bf16: Any = "auto"  # auto: where bf16 is native (CUDA, CPUs with AVX512-BF16); or true / false
     log_every: int = 5
     save_every: int = 200  # a checkpoint every N steps (what trainer.resume continues from); 0: none
     keep_checkpoints: bool = False  # false: a run that succeeds deletes its checkpoints (the model stays)

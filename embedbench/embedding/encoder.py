@@ -33,6 +33,15 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
+def native_bf16(device: str) -> bool:
+    """Whether bf16 arithmetic runs natively on ``device``: CUDA, or a CPU with AVX512-BF16 (which AMX CPUs
+    have too); elsewhere bf16 is emulated and slower than fp32."""
+    if device.startswith("cuda"):
+        return True
+    supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # absent on builds without x86 checks
+    return device == "cpu" and supported is not None and bool(supported())
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """``auto`` is bf16 on CUDA and fp32 elsewhere (fp32 is the reference on CPU)."""
     if precision == "auto":

@@ -7,8 +7,11 @@ import sys
 import time
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
+from embedbench.embedding.encoder import native_bf16
+from embedbench.jobs.train import training_bf16
 from tests.helpers import fill_disk, mlflow_runs, resize_disk, results_files, run_main, small_disk
 
 pytestmark = pytest.mark.slow
@@ -37,6 +40,7 @@ def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
     assert d64.split()[-1] == f"{change:+.5f}"
     assert run.info.run_id == payload["mlflow_run_id"] and run.info.status == "FINISHED"
     assert run.data.params["model.name"] == "mrl" and run.data.params["loss.temperature"] == "0.05"
+    assert run.data.params["trainer.precision"] == ("bf16" if native_bf16("cpu") else "fp32")  # trainer.bf16=auto
     assert run.data.metrics["scifact/ndcg_at_10/d64"] == pytest.approx(metrics["scifact/ndcg_at_10/d64"])
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2  # one per step
@@ -66,6 +70,12 @@ def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
     assert len([m for m in again if m.startswith("scifact/ndcg_at_10")]) == 30
     assert 0 <= again["scifact/ndcg_at_10/l3_d128"] <= 1
     assert (evaluated.parent / "grid_scifact.png").stat().st_size > 1000
+
+
+def test_bf16_auto_is_bf16_where_it_is_native_and_an_explicit_setting_wins():
+    assert training_bf16("auto", "cuda") and not training_bf16(False, "cuda") and training_bf16(True, "cpu")
+    assert training_bf16("auto", "cpu") == torch.cpu._is_avx512_bf16_supported()
+    assert not training_bf16("auto", "mps")
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice, tiny_model_path):

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Where a step of the headline training goes: torch.profiler over MRL MiniLM steps, fp32 and bf16.
+"""Where a step of the headline training goes: torch.profiler over MRL MiniLM steps in fp32 and bf16
+autocast with attention over the whole batch, in bf16 autocast with attention in pieces of a few texts (as
+the train job runs it on CPU), and with the weights themselves in bf16.
 
     python scripts/profile_train.py --steps 4 --batch 32
 
@@ -56,19 +58,22 @@ def main() -> None:
     peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
     print(f"GEMM peak in this run: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; "
           f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} timed steps after one warm-up")
-    for precision in ("fp32", "bf16"):
-        profile_precision(precision, cfg, batches, args.steps, peaks[precision])
+    for precision, pieces in (("fp32", False), ("bf16", False), ("bf16", True), ("bf16 weights", True)):
+        profile_precision(precision, pieces, cfg, batches, args.steps, peaks[precision[:4]])
 
 
-def profile_precision(precision: str, cfg, batches, steps: int, peak: float) -> None:
+def profile_precision(precision: str, pieces: bool, cfg, batches, steps: int, peak: float) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    from embedbench.embedding.attention_chunks import chunked_attention_dropout
     from embedbench.embedding.encoder import LayerEncoder, load_model
     from embedbench.embedding.views import build_views
     from embedbench.losses import build_objective
 
     model = load_model("default", "cpu")
+    if precision == "bf16 weights":  # no fp32 master copy: a bound on what bf16 weights with one could save
+        model.to(torch.bfloat16)
     encoder = LayerEncoder(model)
     views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
     objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
@@ -95,13 +100,14 @@ def profile_precision(precision: str, cfg, batches, steps: int, peak: float) -> 
                 timed[phase] += seconds
         return features
 
-    step(batches[0])  # warm-up
-    for batch in batches[1:-1]:
-        features = step(batch, phases)
-        real += sum(int(f["attention_mask"].sum()) for f in features)
-        computed += sum(f["attention_mask"].numel() for f in features)
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-        step(batches[-1])
+    with chunked_attention_dropout(model[0].auto_model) if pieces else nullcontext():
+        step(batches[0])  # warm-up
+        for batch in batches[1:-1]:
+            features = step(batch, phases)
+            real += sum(int(f["attention_mask"].sum()) for f in features)
+            computed += sum(f["attention_mask"].numel() for f in features)
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            step(batches[-1])
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     by_kind, gemm_flops = defaultdict(float), 0.0
     for event in events:
@@ -109,15 +115,17 @@ def profile_precision(precision: str, cfg, batches, steps: int, peak: float) -> 
         if kind(event.key) == "GEMM":
             gemm_flops += event.flops or 0
     total = sum(phases.values())
-    print(f"\n{precision}: {total / steps:.2f} s/step (forward {phases['forward'] / steps:.2f}, "
-          f"backward {phases['backward'] / steps:.2f}, optimizer {phases['optimizer'] / steps:.2f}); "
+    attention = "in pieces" if pieces else "whole"
+    print(f"\n{precision}, attention {attention}: {total / steps:.2f} s/step "
+          f"(forward {phases['forward'] / steps:.2f}, backward {phases['backward'] / steps:.2f}, "
+          f"optimizer {phases['optimizer'] / steps:.2f}); "
           f"padding {1 - real / computed:.1%} of the tokens computed")
     profiled = sum(by_kind.values())
     for name, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
         print(f"  {name:18s} {seconds / profiled:6.1%} of operator time")
     if by_kind["GEMM"]:
         rate = gemm_flops / by_kind["GEMM"] / 1e9
-        print(f"  GEMMs run at {rate:.0f} GFLOP/s, {rate / peak:.0%} of the {precision} peak")
+        print(f"  GEMMs run at {rate:.0f} GFLOP/s, {rate / peak:.0%} of the {precision[:4]} peak")
     print("  largest operators: " + ", ".join(
         f"{e.key} {e.self_cpu_time_total / 1e6 / profiled:.1%}" for e in events[:8]))
 

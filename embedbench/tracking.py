@@ -247,6 +247,9 @@ class NullTracker:
     def log_params(self, params: dict[str, str]) -> None:
         pass
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
 
 def send_pending(folder: Path, logger: LoggerConfig) -> str:
     """``embedbench log <run folder>``: what a run kept while its server was away, sent to its MLflow run.

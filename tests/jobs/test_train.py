@@ -40,7 +40,7 @@ def test_train_then_eval_the_run_folder(tmp_path, scifact_slice):
     assert d64.split()[-1] == f"{change:+.5f}"
     assert run.info.run_id == payload["mlflow_run_id"] and run.info.status == "FINISHED"
     assert run.data.params["model.name"] == "mrl" and run.data.params["loss.temperature"] == "0.05"
-    assert run.data.params["trainer.precision"] == ("bf16" if native_bf16("cpu") else "fp32")  # trainer.bf16=auto
+    assert run.data.tags["trainer.precision"] == ("bf16" if native_bf16("cpu") else "fp32")  # trainer.bf16=auto
     assert run.data.metrics["scifact/ndcg_at_10/d64"] == pytest.approx(metrics["scifact/ndcg_at_10/d64"])
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2  # one per step

@@ -1,9 +1,10 @@
 """Attention with dropout, run a few texts at a time on CPU: every piece is dropped at rate p with its own
 mask and scaled by 1 / (1 - p), padding stays masked, and a model trained in pieces computes what it
 computes on those pieces one after another."""
+import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel
 
 from embedbench.embedding.attention_chunks import (
     CHUNKED_SDPA,
@@ -35,12 +36,21 @@ def test_every_piece_drops_at_rate_p_with_its_own_mask_and_padding_stays_masked(
     assert (dropped[:TEXTS_PER_CHUNK] != dropped[TEXTS_PER_CHUNK:2 * TEXTS_PER_CHUNK]).any()
 
 
-def _bert(attn_implementation: str) -> BertModel:
+def _bert(attn_implementation: str = "sdpa") -> BertModel:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5,
                         attn_implementation=attn_implementation)
     return BertModel(config)
+
+
+def _llama() -> LlamaModel:
+    """Causal, with grouped key/value heads (4 query heads share 2)."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, attention_dropout=0.5,
+                         max_position_embeddings=64, attn_implementation="sdpa")
+    return LlamaModel(config)
 
 
 def _attention_calls(run) -> int:
@@ -49,8 +59,9 @@ def _attention_calls(run) -> int:
     return sum(e.count for e in prof.key_averages() if e.key == "aten::scaled_dot_product_attention")
 
 
-def test_a_model_trained_in_pieces_computes_what_each_piece_computes_and_is_sdpa_after():
-    model = _bert("sdpa")
+@pytest.mark.parametrize("build", [_bert, _llama], ids=["bert", "llama"])
+def test_a_model_trained_in_pieces_computes_what_each_piece_computes_and_is_sdpa_after(build):
+    model = build()
     ids = torch.randint(1, 50, (2 * TEXTS_PER_CHUNK, 12))
     attention = torch.ones_like(ids)
     attention[1, 7:] = 0
@@ -70,7 +81,8 @@ def test_a_model_trained_in_pieces_computes_what_each_piece_computes_and_is_sdpa
     with chunked_attention_dropout(model):
         assert model.config._attn_implementation == CHUNKED_SDPA
         chunked, chunked_calls = step(), _attention_calls(step)
-        assert all(p.grad is not None and p.grad.isfinite().all() for p in model.encoder.parameters())
+        blocks = model.layers if build is _llama else model.encoder
+        assert all(p.grad is not None and p.grad.isfinite().all() for p in blocks.parameters())
         model.eval()
         assert torch.equal(model(input_ids=ids, attention_mask=attention).last_hidden_state, plain)
     assert model.config._attn_implementation == "sdpa"

@@ -21,7 +21,6 @@ from embedbench.composition import as_dict
 from embedbench.config import ModelKind, TrainRunConfig
 from embedbench.data.pairs import training_sets
 from embedbench.data.sampler import batch_sampler
-from embedbench.embedding.attention_chunks import chunked_attention_dropout
 from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, model_options, native_bf16, resolve_device
@@ -285,9 +284,8 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
                 baseline = score_tasks(tasks, encoder_model(encoder, views, cfg))
         with phases("training"):
             started = time.perf_counter()
-            with chunked_attention_dropout(encoder.transformer.auto_model):
-                fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker,
-                    resume=resume_run_id is not None, sampler=sampler, prompts=prompts)
+            fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker,
+                resume=resume_run_id is not None, sampler=sampler, prompts=prompts)
             train_seconds = time.perf_counter() - started
         if not distributed.is_main():
             return {}, None  # the model is saved and scored once, by rank 0

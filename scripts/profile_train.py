@@ -40,12 +40,9 @@ def kind(name: str) -> str:
 
 def main() -> None:
     import torch
-
-    from embedbench.allocator import keep_freed_memory
-
-    keep_freed_memory()  # the heap settings the train job runs with
     from bench_encode import gemm_peak
 
+    from embedbench.allocator import keep_freed_memory
     from embedbench.cli import compose_config
     from embedbench.composition import load
     from embedbench.data.pairs import training_pairs
@@ -54,6 +51,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
+    keep_freed_memory()  # the heap settings the train job runs with
 
     cfg = load(compose_config("train", ["model=mrl"]))
     pairs = training_pairs(cfg.data, None, cfg.seed, cfg.encode, None)

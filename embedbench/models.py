@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,7 +15,9 @@ from embedbench.embedding.views import ViewSet, build_views, with_grid
 from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
 from embedbench.retrieval.dense import DenseRetriever
-from embedbench.retrieval.lexical import BM25
+
+if TYPE_CHECKING:  # bm25s is imported by the runs that use BM25 only (embedbench.retrieval.lexical says why)
+    from embedbench.retrieval.lexical import BM25
 
 
 class EncoderModel:
@@ -101,6 +104,8 @@ def load_scored_model(cfg: RunConfig, phases: Phases | None = None,
         if cfg.eval.compat.reference:
             raise EmbedbenchError(f"eval.compat.reference: model={cfg.model.name} has no embeddings to search "
                                   "another model's index with")
+        from embedbench.retrieval.lexical import BM25
+
         return LexicalModel(BM25(cfg.model.bm25), cfg.model.name)
     encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), **model_options(cfg.model))
     views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)

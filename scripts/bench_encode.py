@@ -12,7 +12,10 @@
    the share of the ceiling, the minimum cosine to sentence-transformers' fp32 embeddings and nDCG@10
    on the SciFact slice those texts form.
    A second, short-text set (STS-B test sentences) shows the same for queries-like inputs.
-3. Profiles the fast mode over a sample: OpenVINO's own per-node timings grouped by kind of work,
+3. Compares OpenVINO's default, a batch per stream in flight (each stream on cores of its own), with one
+   stream running every core on each batch: the SciFact texts encoded by each in turn, alternated for
+   ``--rounds`` rounds (the gain is smaller than this machine's noise between single runs).
+4. Profiles the fast mode over a sample: OpenVINO's own per-node timings grouped by kind of work,
    tokenisation, pooling, and what remains (Python, copies).
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embedbench.allocator import keep_freed_memory
 from embedbench.data.beir import load_beir, resolve_root, subsample
 from embedbench.data.tables import read_sts_benchmark
 from embedbench.embedding.encoder import LayerEncoder, load_model, resolve_batch_size
@@ -59,8 +63,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--profile-texts", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the streams comparison")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    keep_freed_memory()  # the heap settings the eval job runs with: batches' activations are not re-faulted
 
     ds = subsample(load_beir("scifact", resolve_root("scifact", None), "test"), None, args.docs)
     qids, doc_ids = list(ds.queries), list(ds.corpus)
@@ -121,13 +127,32 @@ def main() -> None:
             print(f"{name:44s} {seconds:7.1f} {rate:8,.0f} {base_seconds / seconds:8.2f}x {share:8.1f}% "
                   f"{float((emb * reference).sum(-1).min()):8.5f} {ndcg:>8s}", flush=True)
 
+    compare_streams(encoder, text_sets[0][1], layers, args.rounds)
     profile(encoder, [ds.doc_text(d) for d in doc_ids][: args.profile_texts], layers)
+
+
+def compare_streams(encoder: LayerEncoder, texts: list[str], layer: int, rounds: int) -> None:
+    """encode=fast's runtime with a batch per stream in flight against one stream, each built once and
+    used in turn (the order swapped every round), so drifts of the machine's speed fall on both."""
+    runtimes = {"a batch per stream (default)": encoder.runtime("bf16", "openvino"),
+                "one stream, every core per batch": encoder.runtime("bf16", "openvino", streams=False)}
+    seconds = dict.fromkeys(runtimes, 0.0)
+    for round_ in range(rounds):
+        for name in (list(runtimes) if round_ % 2 == 0 else list(runtimes)[::-1]):
+            start = time.perf_counter()
+            encoder.encode(texts, [layer], desc=name, runtime=runtimes[name], progress=False)
+            seconds[name] += time.perf_counter() - start
+    default, one = seconds.values()
+    print(f"\nOpenVINO bf16 over the SciFact texts, {rounds} rounds each, runtimes built beforehand: "
+          f"{len(runtimes['a batch per stream (default)'].requests)} streams {default / rounds:.2f} s, "
+          f"one stream {one / rounds:.2f} s per round: {default / one:.3f}x its time")
 
 
 def profile(encoder: LayerEncoder, texts: list[str], layer: int) -> None:
     """Where the fast mode's time goes: the inference calls' wall time split by OpenVINO's per-node timings
-    (grouped into a few kinds of work), tokenisation timed apart, and the rest of the encode loop."""
-    runtime = encoder.runtime("bf16", "openvino", profile=True)
+    (grouped into a few kinds of work), tokenisation timed apart, and the rest of the encode loop. One
+    stream, so that each call's wall time is its batch's alone."""
+    runtime = encoder.runtime("bf16", "openvino", profile=True, streams=False)
     nodes, inference = defaultdict(float), [0.0]
 
     def timed(features):

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from embedbench.embedding.heads import make_bidirectional, set_padding_side, set_pooling
 from embedbench.embedding.long import EXTENSIONS, extend_window
-from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, torch_runtime
+from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.errors import EmbedbenchError
 
@@ -190,7 +190,8 @@ class LayerEncoder:
         finally:
             config.output_hidden_states = False
 
-    def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False) -> Runtime:
+    def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False,
+                streams: bool = True) -> Runtime:
         """What maps tokenised features to every layer's hidden states for encoding (embedbench/runtimes.py).
 
         Build it once per set of texts to encode: the bf16 and OpenVINO ones copy or convert the weights
@@ -201,7 +202,7 @@ class LayerEncoder:
         if backend == "openvino":
             # two lengths, so the traced example batch is padded
             example = self.model.preprocess(["padding", "an example long enough to need the padding"])
-            return OpenVinoRuntime(model, self._input_names, example, precision, profile)
+            return OpenVinoRuntime(model, self._input_names, example, precision, profile, streams)
         return torch_runtime(model, self._input_names, torch.bfloat16 if precision == "bf16" else None)
 
     def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
@@ -242,6 +243,10 @@ class LayerEncoder:
             start += size
         return batches
 
+    def _features(self, texts: list[str]) -> dict:
+        features = self.model.preprocess(texts)
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
     @torch.inference_mode()
     def encode(self, texts: list[str], layers: list[int], batch_size: int = 16, precision: str = "fp32",
                desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None,
@@ -259,10 +264,10 @@ class LayerEncoder:
         # counted in tokens: batches go longest first, so a count of texts would promise far too late an end
         with tqdm(total=int(lengths.sum()), desc=desc, unit="tok", unit_scale=True,
                   disable=not progress or len(batches) < 2) as bar:
-            for index in batches:
-                features = self.model.preprocess([texts[i] for i in index])
-                features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-                pooled = self.pool(runtime(features), features, layers)
+            # tokenised lazily: the runtime may tokenise the next batches while earlier ones run
+            features = (self._features([texts[i] for i in index]) for index in batches)
+            for index, (batch, hidden) in zip(batches, run_batches(runtime, features)):
+                pooled = self.pool(hidden, batch, layers)
                 rows = torch.from_numpy(index)
                 for layer in layers:
                     result[layer][rows] = pooled[layer].float().cpu()

@@ -8,19 +8,30 @@ Three runtimes, chosen by ``encode.precision`` and ``encode.backend`` (speeds: d
 * ``openvino`` (CPU): the model converted and compiled by OpenVINO: fused kernels and packed bf16 GEMMs.
 
 Each returns the tuple the transformer's ``hidden_states`` would be (embeddings, then each layer), so
-the all-layer grid stays one pass whichever runs.
+the all-layer grid stays one pass whichever runs. :func:`run_batches` runs a stream of batches through one.
 """
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from embedbench.errors import EmbedbenchError
 
 Runtime = Callable[[dict], Sequence[torch.Tensor]]
+
+
+def run_batches(runtime: Runtime, batches: Iterable[dict]) -> Iterator[tuple[dict, Sequence[torch.Tensor]]]:
+    """Each batch's features with its hidden states, in order: through the runtime's own ``map`` where it
+    has one (OpenVINO keeps a batch per stream in flight), else one batch at a time."""
+    if hasattr(runtime, "map"):
+        yield from runtime.map(batches)
+    else:
+        for features in batches:
+            yield features, runtime(features)
 
 
 def resolve_backend(backend: str, precision: str, device: str) -> str:
@@ -70,18 +81,22 @@ class _AllLayers(torch.nn.Module):
 
 
 class OpenVinoRuntime:
-    """``model`` converted once to OpenVINO (dynamic batch and length) and compiled for the CPU.
+    """``model`` converted once to OpenVINO (dynamic batch and length) and compiled for the CPU in streams:
+    :meth:`map` keeps one batch per stream in flight, each stream on cores of its own, rather than every core
+    splitting each layer of one batch (scripts/bench_encode.py compares the two).
 
     ``example``: tokenised features of two texts of different lengths, so tracing runs the padded path
     (a precaution: transformers 5 keeps the mask when traced either way, tests/test_runtimes.py checks
     padded batches). Threads follow torch's
     setting, so processes that share a machine (DDP, joblib sweeps) do not oversubscribe it.
-    The tensors returned share the runtime's output buffers: consume them before the next call.
+    The tensors returned share the runtime's output buffers: consume them before the next call (or, from
+    :meth:`map`, before asking for the next batch).
     ``profile``: keep OpenVINO's per-node timings of the last call in ``request.profiling_info``.
+    ``streams=False``: one stream, every core on each batch (what scripts/bench_encode.py compares with).
     """
 
     def __init__(self, model: torch.nn.Module, input_names: set[str], example: dict, precision: str,
-                 profile: bool = False):
+                 profile: bool = False, streams: bool = True):
         import openvino as ov
         from transformers.utils import logging as hf_logging
 
@@ -100,11 +115,37 @@ class OpenVinoRuntime:
         self.compiled = ov.Core().compile_model(converted, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "PERFORMANCE_HINT": "LATENCY",
+            "PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY",
             "PERF_COUNT": profile,
         })
-        self.request = self.compiled.create_infer_request()
+        self.requests = [self.compiled.create_infer_request()
+                         for _ in range(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))]
+        self.request = self.requests[0]
+
+    def _inputs(self, features: dict) -> list:
+        return [features[name].numpy() for name in self.names]
+
+    def _outputs(self, request) -> list[torch.Tensor]:
+        return [torch.from_numpy(request.get_tensor(port).data) for port in self.compiled.outputs]
 
     def __call__(self, features: dict) -> Sequence[torch.Tensor]:
-        outputs = self.request.infer([features[name].numpy() for name in self.names], share_outputs=True)
-        return [torch.from_numpy(outputs[port]) for port in self.compiled.outputs]
+        """One batch, on one stream."""
+        self.request.infer(self._inputs(features))
+        return self._outputs(self.request)
+
+    def map(self, batches: Iterable[dict]) -> Iterator[tuple[dict, Sequence[torch.Tensor]]]:
+        """Each batch's features with its hidden states, in order, a batch per stream in flight: batch ``i``
+        runs on request ``i mod n`` once batch ``i - n``, which ran there, has been handed out."""
+        in_flight = deque()
+        for i, features in enumerate(batches):
+            if len(in_flight) == len(self.requests):
+                yield self._collect(*in_flight.popleft())
+            request = self.requests[i % len(self.requests)]
+            request.start_async(self._inputs(features))
+            in_flight.append((request, features))
+        while in_flight:
+            yield self._collect(*in_flight.popleft())
+
+    def _collect(self, request, features: dict) -> tuple[dict, Sequence[torch.Tensor]]:
+        request.wait()
+        return features, self._outputs(request)

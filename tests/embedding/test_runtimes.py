@@ -39,6 +39,21 @@ def test_one_openvino_runtime_serves_batches_of_any_shape_in_any_order(encoder, 
         assert F.cosine_similarity(out, expected).min() > 0.999
 
 
+def test_openvino_streams_hand_each_batch_its_own_states_in_order(encoder):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # two streams, so batches overlap even on a one-core machine
+    try:
+        streams, one = encoder.runtime("bf16", "openvino"), encoder.runtime("bf16", "openvino", streams=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(streams.requests) == 2 and len(one.requests) == 1
+    # a batch per text: eight batches through two requests, each request reused while the other runs
+    out = encoder.encode(TEXTS, [3, 6], batch_size=1, runtime=streams)
+    expected = encoder.encode(TEXTS, [3, 6], batch_size=1, runtime=one)
+    for layer in (3, 6):
+        assert torch.allclose(out[layer], expected[layer], atol=1e-4), layer
+
+
 def test_torch_bf16_runtime_leaves_the_model_in_fp32(encoder):
     before = {k: v.clone() for k, v in encoder.transformer.model.state_dict().items()}
     encoder.encode(TEXTS, [6], precision="bf16")

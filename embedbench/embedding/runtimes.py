@@ -13,6 +13,7 @@ the all-layer grid stays one pass whichever runs. :func:`run_batches` runs a str
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,6 +69,17 @@ def cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return copy.deepcopy(module, memo).eval()
 
 
+@functools.cache
+def openvino_core():
+    """The process's one OpenVINO ``Core``. Each Core's CPU plugin gives the calling thread an alternate signal
+    stack and, when destroyed, puts back the one it found, which an earlier Core may have freed since: with
+    Cores made and dropped per runtime, the next signal (Slurm's SIGUSR1 before a preemption) crashed the
+    process. One Core, kept for the process's life, sets the stack once."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 class _AllLayers(torch.nn.Module):
     """Positional inputs in, the hidden-states tuple out: the signature a converter can trace."""
 
@@ -112,7 +124,7 @@ class OpenVinoRuntime:
                                              input=[ov.PartialShape([-1, -1])] * len(self.names))
         finally:
             hf_logging.set_verbosity(verbosity)
-        self.compiled = ov.Core().compile_model(converted, "CPU", {
+        self.compiled = openvino_core().compile_model(converted, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY",

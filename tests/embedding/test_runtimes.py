@@ -1,4 +1,7 @@
 """The encoding runtimes: torch fp32 (the reference), a bf16 copy of the weights, OpenVINO (fp32, bf16)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -52,6 +55,26 @@ def test_openvino_streams_hand_each_batch_its_own_states_in_order(encoder):
     expected = encoder.encode(TEXTS, [3, 6], batch_size=1, runtime=one)
     for layer in (3, 6):
         assert torch.allclose(out[layer], expected[layer], atol=1e-4), layer
+
+
+def test_a_signal_after_openvino_runtimes_were_dropped_reaches_its_handler(tiny_model_path):
+    # in a process of its own: what this guards against is a crash of the whole process
+    code = f"""
+import gc, os, signal
+from embedbench.embedding.encoder import LayerEncoder, load_model
+encoder = LayerEncoder(load_model({str(tiny_model_path)!r}, "cpu"))
+runtimes = [encoder.runtime("bf16", "openvino"), encoder.runtime("bf16", "openvino", streams=False)]
+for runtime in runtimes:
+    encoder.encode(["a text", "another, longer text"], [2], runtime=runtime, progress=False)
+del runtimes, runtime
+gc.collect()
+received = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+os.kill(os.getpid(), signal.SIGUSR1)
+print("received", received)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "received [10]" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
 
 
 def test_torch_bf16_runtime_leaves_the_model_in_fp32(encoder):

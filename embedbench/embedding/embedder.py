@@ -31,7 +31,7 @@ class Embedder:
                  phases: Phases | None = None, shared_by_ranks: bool = False):
         self.encoder, self.layers, self.cache, self.phases = encoder, list(layers), cache, phases
         self.shared_by_ranks = shared_by_ranks
-        self.precision, self.backend = resolve_encoding(encode, encoder.device.type)
+        self.precision, self.backend = resolve_encoding(encode, encoder.device.type, encoder.left_padded_causal)
         self.batch_size = resolve_batch_size(encode.batch_size, encoder.device.type)
         self.devices = resolve_devices(encode.devices, encoder.device.type)
         self._engine = None

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from embedbench.embedding.heads import make_bidirectional, set_padding_side, set_pooling
+from embedbench.embedding.heads import causal_modules, make_bidirectional, set_padding_side, set_pooling
 from embedbench.embedding.long import EXTENSIONS, extend_window
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
@@ -57,10 +57,11 @@ def resolve_batch_size(batch_size, device: str) -> int:
     return int(batch_size)
 
 
-def resolve_encoding(encode, device: str) -> tuple[str, str]:
-    """(precision, backend) that an ``encode`` config means on ``device``."""
+def resolve_encoding(encode, device: str, left_padded_causal: bool = False) -> tuple[str, str]:
+    """(precision, backend) that an ``encode`` config means on ``device`` (for a model that is
+    ``left_padded_causal`` or not: :func:`resolve_backend`)."""
     precision = resolve_precision(encode.precision, device)
-    return precision, resolve_backend(str(encode.backend), precision, device)
+    return precision, resolve_backend(str(encode.backend), precision, device, left_padded_causal)
 
 
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
@@ -171,6 +172,11 @@ class LayerEncoder:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def left_padded_causal(self) -> bool:
+        """Causal attention with padding on the left: the padding positions attend to nothing."""
+        return self.model.tokenizer.padding_side == "left" and bool(causal_modules(self.transformer.model))
+
     def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
         """{layer: pooled (un-normalised) embedding} for tokenised ``features``, with gradients.
 
@@ -197,7 +203,7 @@ class LayerEncoder:
         Build it once per set of texts to encode: the bf16 and OpenVINO ones copy or convert the weights
         as they are now, so a runtime made before a training step does not see that step.
         """
-        backend = resolve_backend(backend, precision, self.device.type)
+        backend = resolve_backend(backend, precision, self.device.type, self.left_padded_causal)
         model = self.transformer.model
         if backend == "openvino":
             # two lengths, so the traced example batch is padded

@@ -6,8 +6,10 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from embedbench.config import LatentAttentionConfig, LoraConfig
+from embedbench.config import EncodeConfig, LatentAttentionConfig, LoraConfig
+from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import LayerEncoder, load_model
 from embedbench.embedding.heads import add_lora, merge_lora
 from embedbench.errors import EmbedbenchError
@@ -49,6 +51,23 @@ def test_last_token_pooling_takes_the_same_token_under_left_and_right_padding(ti
                                 TEXTS)
     last = mask.sum(1) - 1
     torch.testing.assert_close(pooled["right"], states[torch.arange(len(TEXTS)), last], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bidirectional, side", [(False, "left"), (False, "right"), (True, "left"), (True, "right")])
+def test_fast_encoding_of_a_decoder_stays_finite_and_close_to_fp32_under_either_padding(tiny_decoder, bidirectional,
+                                                                                         side):
+    encoder = LayerEncoder(load_model(tiny_decoder, "cpu", pooling="last_token", bidirectional=bidirectional,
+                                      padding_side=side))
+    last = encoder.n_layers
+    embed = Embedder(encoder, [last], EncodeConfig(precision="bf16"))
+    padding_attends_to_nothing = side == "left" and not bidirectional  # OpenVINO's attention gives those rows NaN
+    assert embed.backend == ("torch" if padding_attends_to_nothing else "openvino")
+    fast = embed(TEXTS * 3, "texts")[last]
+    assert torch.isfinite(fast).all()
+    assert F.cosine_similarity(fast, encoder.encode(TEXTS * 3, [last])[last]).min() > 0.999
+    if padding_attends_to_nothing:
+        with pytest.raises(EmbedbenchError, match="padded on the left"):
+            encoder.runtime("bf16", "openvino")
 
 
 def test_a_replaced_pooling_head_is_saved_with_the_model(tiny_decoder, tmp_path):

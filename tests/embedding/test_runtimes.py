@@ -103,6 +103,7 @@ def test_backend_choice():
     assert resolve_backend("auto", "bf16", "cpu") == "openvino"
     assert resolve_backend("auto", "fp32", "cpu") == "torch"  # the fp32 reference stays torch
     assert resolve_backend("auto", "bf16", "cuda") == "torch"
+    assert resolve_backend("auto", "bf16", "cpu", left_padded_causal=True) == "torch"
     with pytest.raises(EmbedbenchError, match="encode.backend=openvino runs on the CPU only"):
         resolve_backend("openvino", "bf16", "cuda")
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from embedbench.data.download import cache_dir, fetch, unpack
 from embedbench.data.files import jsonl_records
 from embedbench.errors import EmbedbenchError, at
 
+log = logging.getLogger("embedbench")
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 
 
@@ -81,13 +84,11 @@ def load_queries(path: Path) -> dict[str, str]:
 
 
 def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int]]:
-    """query-id, corpus-id, score; tab-separated with a header line, CRLF tolerated.
-
-    Given ``queries``/``corpus``, every judgement must name a known query and document.
-    """
+    """query-id, corpus-id, score; tab-separated with a header line, CRLF tolerated. Given ``queries`` and
+    ``corpus``, judgements naming neither are sorted out by :func:`judgements`."""
     if not path.is_file():
         raise at(path, None, "file not found (is the split name right?)")
-    qrels: dict[str, dict[str, int]] = {}
+    rows = []
     with open(path, encoding="utf-8", newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
@@ -98,14 +99,47 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
                 grade = int(float(row[2]))
             except ValueError:
                 raise at(path, lineno, f"score {row[2]!r} is not a number") from None
-            qid, doc_id = row[0].strip(), row[1].strip()
-            if queries is not None and qid not in queries:
-                raise at(path, lineno, f"query {qid!r} is not in queries.jsonl")
-            if corpus is not None and doc_id not in corpus:
-                raise at(path, lineno, f"document {doc_id!r} is not in corpus.jsonl")
-            qrels.setdefault(qid, {})[doc_id] = grade
+            rows.append((f"{path}:{lineno}", row[0].strip(), row[1].strip(), grade))
+    return judgements(rows, queries, corpus, str(path))
+
+
+def judgements(rows: Iterable[tuple[str, str, str, int]], queries=None, corpus=None,
+               where: str = "qrels") -> dict[str, dict[str, int]]:
+    """{query id: {doc id: grade}} from (where, query id, doc id, grade) rows, checked against ``queries`` and
+    ``corpus`` as mteb scores such sets. A query that is not in the set cannot be asked: its judgements are
+    dropped (mteb and pytrec_eval score the queries asked). A document that is not in the corpus is kept:
+    a relevant document no ranking can reach counts against every ranking, as it does in mteb (BEIR's
+    ArguAna judges five such documents). Each is reported with a count and its first place; a split none of
+    whose queries, or none of whose documents, is in the set is an error (the files do not belong together).
+    """
+    qrels: dict[str, dict[str, int]] = {}
+    unasked, unreachable, judged = [], [], 0
+    for place, qid, doc_id, grade in rows:
+        judged += 1
+        if queries is not None and qid not in queries:
+            unasked.append((place, qid))
+            continue
+        if corpus is not None and doc_id not in corpus:
+            unreachable.append((place, doc_id))
+        qrels.setdefault(qid, {})[doc_id] = grade
+    if not judged:
+        raise EmbedbenchError(f"{where}: no judgements in this split")
     if not qrels:
-        raise at(path, None, "no judgements in this split")
+        place, qid = unasked[0]
+        raise EmbedbenchError(f"{place}: query {qid!r} is not in the queries, nor is any other query this split "
+                              "judges")
+    if unreachable and len(unreachable) == judged - len(unasked):
+        place, doc_id = unreachable[0]
+        raise EmbedbenchError(f"{place}: document {doc_id!r} is not in the corpus, nor is any other document this "
+                              "split judges")
+    if unasked:
+        place, qid = unasked[0]
+        log.warning("%s: query %r is not in the queries; %d judgement(s) of %d such queries are left out, as mteb "
+                    "leaves them", place, qid, len(unasked), len({q for _, q in unasked}))
+    if unreachable:
+        place, doc_id = unreachable[0]
+        log.warning("%s: document %r is not in the corpus; %d such judgement(s) are kept, counting as relevant "
+                    "documents no ranking can reach, as mteb counts them", place, doc_id, len(unreachable))
     return qrels
 
 
@@ -175,7 +209,7 @@ def subsample(ds: BeirDataset, max_queries: int | None, max_docs: int | None, se
     if max_queries and len(qids) > max_queries:
         qids = sorted(random.Random(seed).sample(qids, max_queries))
     qrels = {qid: ds.qrels[qid] for qid in qids}
-    keep = list(dict.fromkeys(d for qid in qids for d in qrels[qid]))
+    keep = list(dict.fromkeys(d for qid in qids for d in qrels[qid] if d in ds.corpus))
     if max_docs and max_docs > len(keep):
         judged = set(keep)
         keep += [d for d in ds.corpus if d not in judged][: max_docs - len(keep)]

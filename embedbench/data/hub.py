@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedbench.data.beir import BeirDataset
+from embedbench.data.beir import BeirDataset, judgements
 from embedbench.errors import EmbedbenchError
 
 QRELS_CONFIGS = ("qrels", "default")
@@ -25,15 +25,10 @@ def load_hub(name: str, source: str, revision: str | None, split: str, key: str,
     corpus = {str(_field(row, "_id", "doc_id")): {"title": row.get("title") or "", "text": row["text"] or ""}
               for row in corpus_rows}
     queries = {str(_field(row, "_id", "qid")): row["text"] for row in query_rows}
-    qrels: dict[str, dict[str, int]] = {}
-    for row in judged:
-        qid, doc_id = str(_field(row, "query-id", "qid")), str(_field(row, "corpus-id", "doc_id"))
-        if qid not in queries or doc_id not in corpus:
-            missing = f"query {qid!r}" if qid not in queries else f"document {doc_id!r}"
-            raise EmbedbenchError(f"{key}={source}: the {split} judgements name {missing}, which is not in the set")
-        qrels.setdefault(qid, {})[doc_id] = int(row.get("score", 1))
-    if not qrels:
-        raise EmbedbenchError(f"{key}={source}: no judgements in split {split!r}")
+    where = f"{key}={source}, {split} judgements"
+    qrels = judgements(((f"{where}, row {i + 1}", str(_field(row, "query-id", "qid")),
+                         str(_field(row, "corpus-id", "doc_id")), int(row.get("score", 1)))
+                        for i, row in enumerate(judged)), queries, corpus, where)
     return BeirDataset(name, corpus, {qid: queries[qid] for qid in qrels}, qrels)
 
 

@@ -136,7 +136,8 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
 def judged_pairs(data_cfg, max_examples: int | None) -> tuple[BeirDataset, list[tuple[str, str]]]:
     """The train split and its (query id, relevant doc id) pairs, every positive judgement."""
     ds = load_collection(data_cfg, data_cfg.train_split)
-    pairs = [(qid, doc_id) for qid, docs in ds.qrels.items() for doc_id, grade in docs.items() if grade > 0]
+    pairs = [(qid, doc_id) for qid, docs in ds.qrels.items() for doc_id, grade in docs.items()
+             if grade > 0 and doc_id in ds.corpus]  # a judged document missing from the corpus has no text
     pairs = pairs[:max_examples] if max_examples else pairs
     if not pairs:
         raise EmbedbenchError(f"data={data_cfg.name}: split {data_cfg.train_split!r} has no positive pairs")

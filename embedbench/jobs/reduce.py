@@ -62,8 +62,8 @@ def rankings(model: ScoredModel, ds: BeirDataset, desc: str) -> dict[str, Rankin
 
 
 def pool(ds: BeirDataset, references: Sequence[Ranking], k: int) -> set[str]:
-    """Every judged document (any grade) and each reference's top k for every query."""
-    kept = {doc for docs in ds.qrels.values() for doc in docs}
+    """Every judged document in the corpus (any grade) and each reference's top k for every query."""
+    kept = {doc for docs in ds.qrels.values() for doc in docs if doc in ds.corpus}
     for ranking in references:
         kept.update(doc for docs in ranking.values() for doc in docs[:k])
     return kept

@@ -1,5 +1,6 @@
 """The BEIR reader: real files, and the ways real files go wrong."""
 import json
+import re
 
 import pytest
 
@@ -55,17 +56,28 @@ def test_missing_split_is_named(tiny):
         load_beir("tiny", tiny, "dev")
 
 
-def test_qrels_naming_unknown_doc_gives_line(tiny):
+def test_a_judged_document_missing_from_the_corpus_is_kept_and_reported(tiny, caplog):
     with open(tiny / "qrels" / "test.tsv", "a") as fh:
         fh.write("q1\tnope\t1\n")
-    with pytest.raises(EmbedbenchError, match=r"test\.tsv:3: document 'nope' is not in corpus\.jsonl"):
-        load_beir("tiny", tiny, "test")
+    ds = load_beir("tiny", tiny, "test")
+    assert ds.qrels == {"q1": {"d1": 1, "nope": 1}}  # it counts against every ranking, as in mteb
+    assert "nope" not in ds.corpus and subsample(ds, 1, 1).corpus.keys() == {"d1"}
+    assert re.search(r"test\.tsv:3: document 'nope' is not in the corpus; 1 such judgement", caplog.text)
 
 
-def test_qrels_naming_unknown_query_gives_line(tiny):
+def test_judgements_of_a_query_missing_from_the_queries_are_left_out_and_reported(tiny, caplog):
     with open(tiny / "qrels" / "test.tsv", "a") as fh:
-        fh.write("q9\td1\t1\n")
-    with pytest.raises(EmbedbenchError, match=r"test\.tsv:3: query 'q9'"):
+        fh.write("q9\td1\t1\nq9\td2\t1\n")
+    ds = load_beir("tiny", tiny, "test")
+    assert ds.qrels == {"q1": {"d1": 1}} and list(ds.queries) == ["q1"]
+    assert re.search(r"test\.tsv:3: query 'q9' is not in the queries; 2 judgement\(s\) of 1 such", caplog.text)
+
+
+@pytest.mark.parametrize("line, message", [("q9\td1\t1", r"test\.tsv:2: query 'q9' is not in the queries, nor"),
+                                           ("q1\tnope\t1", r"test\.tsv:2: document 'nope' is not in the corpus, nor")])
+def test_a_split_judging_nothing_in_the_set_is_refused(tiny, line, message):
+    (tiny / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\n{line}\n")
+    with pytest.raises(EmbedbenchError, match=message):
         load_beir("tiny", tiny, "test")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from embedbench import mteb_reference
 from embedbench.config import IndexConfig, ViewsConfig
-from embedbench.data.beir import BeirDataset, load_beir, subsample
+from embedbench.data.beir import BeirDataset, load_beir, subsample, write_beir
 from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError
 from embedbench.plots import index_pareto
@@ -46,6 +46,26 @@ def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
     ours = RetrievalTask("scifact", ds, metrics).evaluate(scored(encoder))
     for metric in metrics:
         assert ours[f"scifact/{metric}"] == pytest.approx(reference[metric], abs=5e-5), metric
+
+
+@needs_data
+def test_judgements_outside_the_set_are_scored_as_mteb_scores_them(minilm, encoder, tmp_path):
+    """BEIR's own sets judge a few documents missing from their corpus (ArguAna) or queries missing from their
+    queries: mteb, given the same folder's contents, is the reference."""
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    first, second = sorted(ds.qrels)[:2]
+    ds.qrels[first]["missing-document"] = 1  # halves what the first query can reach
+    ds.qrels["missing-query"] = {next(iter(ds.qrels[second])): 1}
+    reloaded = load_beir("scifact", write_beir(tmp_path / "scifact", ds), "test")
+    assert "missing-document" in reloaded.qrels[first] and "missing-query" not in reloaded.qrels
+    reference = mteb_reference.scores(minilm, mteb_reference.retrieval_task(ds))
+    metrics = ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"]
+    ours = RetrievalTask("scifact", reloaded, metrics).evaluate(scored(encoder))
+    for metric in metrics:
+        assert ours[f"scifact/{metric}"] == pytest.approx(reference[metric], abs=5e-5), metric
+    clean = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    assert RetrievalTask("scifact", clean, metrics).evaluate(scored(encoder))["scifact/recall_at_100"] > \
+        ours["scifact/recall_at_100"]  # the unreachable document counts
 
 
 def test_ignore_identical_ids_drops_the_query_itself(encoder):

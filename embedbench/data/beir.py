@@ -98,6 +98,8 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
             try:
                 grade = int(float(row[2]))
             except ValueError:
+                if lineno == 1:  # a header under other names (qid, docid, rel): BEIR's reader skips any first line
+                    continue
                 raise at(path, lineno, f"score {row[2]!r} is not a number") from None
             rows.append((f"{path}:{lineno}", row[0].strip(), row[1].strip(), grade))
     return judgements(rows, queries, corpus, str(path))

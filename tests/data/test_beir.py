@@ -97,6 +97,14 @@ def test_qrels_bad_score(tmp_path):
         load_qrels(path)
 
 
+def test_qrels_header_under_other_names_or_none(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text("qid\tdocid\trelevance\nq1\td1\t1\n")
+    assert load_qrels(path) == {"q1": {"d1": 1}}
+    path.write_text("q1\td1\t1\nq1\td2\t0\n")  # no header: the first line is a judgement
+    assert load_qrels(path) == {"q1": {"d1": 1, "d2": 0}}
+
+
 @needs_data
 def test_subsample_keeps_every_judged_doc():
     ds = load_beir("scifact", SCIFACT, "test")

@@ -68,14 +68,19 @@ def resolve_root(name: str, root: str | None, url: str | None = None, md5: str |
 
 
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
-    corpus = {}
+    """A document id met again replaces the earlier document, as BEIR's reader takes it, with a warning."""
+    corpus, repeated = {}, []
     for lineno, rec in jsonl_records(path, ("_id", "text")):
         doc_id = str(rec["_id"])
         if doc_id in corpus:
-            raise at(path, lineno, f"duplicate document id {doc_id!r}")
+            repeated.append((lineno, doc_id))
         corpus[doc_id] = {"title": rec.get("title") or "", "text": rec["text"] or ""}
     if not corpus:
         raise at(path, None, "corpus is empty")
+    if repeated:
+        lineno, doc_id = repeated[0]
+        log.warning("%s:%d: document id %r was met before (%d lines repeat an id); the last document of each id is "
+                    "kept, as BEIR's reader keeps it", path, lineno, doc_id, len(repeated))
     return corpus
 
 

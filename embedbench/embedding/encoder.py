@@ -166,6 +166,13 @@ class LayerEncoder:
 
     @property
     def hidden_size(self) -> int:
+        """The pooled embedding's width: the last head's that states one (a projection such as a ``Dense``
+        module, pooling modes concatenated), else the transformer's."""
+        for head in reversed(self.heads):
+            width = getattr(head, "get_embedding_dimension", None) or getattr(head, "get_sentence_embedding_dimension",
+                                                                              None)
+            if callable(width) and width():
+                return int(width())
         return int(self.transformer.get_embedding_dimension())
 
     @property

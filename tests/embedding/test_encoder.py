@@ -56,3 +56,18 @@ def test_batches_cover_every_text_once_longest_first_with_a_token_budget(encoder
     assert all(len(b) <= max(4, budget // lengths[b[0]]) for b in batches)
     assert len(batches[-1]) > 4  # the shortest texts share one big batch
 
+
+
+def test_a_projection_head_sets_the_width_and_every_layer_goes_through_it(tiny_model):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
+
+    from embedbench.embedding.encoder import LayerEncoder
+
+    torch.manual_seed(0)
+    model = SentenceTransformer(modules=[tiny_model[0], Pooling(32, "mean"), Dense(32, 12), Normalize()], device="cpu")
+    projected = LayerEncoder(model)
+    assert projected.hidden_size == 12
+    pooled = projected.encode(TEXTS, [1, 2])
+    assert pooled[1].shape == pooled[2].shape == (len(TEXTS), 12)
+    assert torch.allclose(F.normalize(pooled[2], dim=-1), model.encode(TEXTS, convert_to_tensor=True), atol=1e-5)

@@ -505,7 +505,8 @@ class IndexConfig:
 
 @dataclass
 class EncodeConfig:
-    batch_size: Any = "auto"  # full-length texts per batch (shorter texts fill the same token budget), or auto
+    batch_size: Any = "auto"  # texts of full length (at most 512 tokens) per batch; other lengths fill the same
+    # token budget; or auto
     precision: Precision = Precision.auto
     backend: Backend = Backend.auto
     devices: Any = "auto"  # shard encoding over devices: auto (every visible GPU on a CUDA run) or a list

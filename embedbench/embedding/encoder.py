@@ -24,6 +24,8 @@ from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_back
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.errors import EmbedbenchError
 
+BUDGET_LENGTH = 512  # a batch's token budget counts texts of at most this length (BERT's full length)
+
 
 def resolve_device(name: str = "auto") -> str:
     if name == "auto":
@@ -240,18 +242,20 @@ class LayerEncoder:
 
     def batches(self, texts: list[str], batch_size: int, max_batch: int = 1024,
                 lengths: np.ndarray | None = None) -> list[np.ndarray]:
-        """Index batches in decreasing token length, each holding about ``batch_size`` full-length texts.
+        """Index batches in decreasing token length, each holding about ``batch_size`` texts of the model's
+        full length, or of ``BUDGET_LENGTH`` tokens for a longer-context model.
 
         Sorting by tokens (not characters) keeps padding near zero; the token budget lets short texts
-        (queries, STS sentences) travel in large batches instead of many small, slow matmuls.
+        (queries, STS sentences) travel in large batches instead of many small, slow matmuls, and keeps a
+        batch of long documents for an 8k- or 32k-token model to the memory of ``batch_size`` 512-token texts.
         """
         lengths = self.token_lengths(texts) if lengths is None else lengths
         order = np.argsort(-lengths, kind="stable")
-        budget = batch_size * int(self.model.max_seq_length)
+        budget = batch_size * min(int(self.model.max_seq_length), BUDGET_LENGTH)
         batches, start = [], 0
         while start < len(order):
             longest = max(int(lengths[order[start]]), 1)  # sorted: the first text is the longest
-            size = min(max(batch_size, budget // longest), max_batch)
+            size = min(max(1, budget // longest), max_batch)
             batches.append(order[start:start + size])
             start += size
         return batches

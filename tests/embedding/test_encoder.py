@@ -1,4 +1,5 @@
 """The one-pass, all-layer encoder against sentence-transformers and a direct computation."""
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,3 +72,10 @@ def test_a_projection_head_sets_the_width_and_every_layer_goes_through_it(tiny_m
     pooled = projected.encode(TEXTS, [1, 2])
     assert pooled[1].shape == pooled[2].shape == (len(TEXTS), 12)
     assert torch.allclose(F.normalize(pooled[2], dim=-1), model.encode(TEXTS, convert_to_tensor=True), atol=1e-5)
+
+
+def test_a_long_context_models_batches_hold_the_tokens_of_512_token_texts(encoder, monkeypatch):
+    monkeypatch.setattr(encoder.model, "max_seq_length", 8192)
+    lengths = np.array([8000, 3000, 5000] + [100] * 50)
+    batches = encoder.batches([""] * len(lengths), batch_size=4, lengths=lengths)
+    assert [len(b) for b in batches] == [1, 1, 1, 20, 20, 10]  # 4 x 512 tokens each, at least one text

@@ -130,6 +130,13 @@ class OpenVinoRuntime:
                 warnings.simplefilter("ignore")  # TracerWarnings about Python branches on shapes
                 converted = ov.convert_model(wrapped, example_input=tuple(example[n].cpu() for n in self.names),
                                              input=[ov.PartialShape([-1, -1])] * len(self.names))
+        except Exception as exc:  # a model's own code that tracing cannot follow
+            root = exc
+            while root.__cause__ is not None:  # OpenVINO wraps the tracer's error in its own advice
+                root = root.__cause__
+            reason = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
+            raise EmbedbenchError(f"encode.backend=openvino: OpenVINO could not convert {type(model).__name__} "
+                                  f"({reason[:200]}); encode.backend=torch encodes it without OpenVINO") from exc
         finally:
             hf_logging.set_verbosity(verbosity)
         self.compiled = openvino_core().compile_model(converted, "CPU", {

@@ -147,3 +147,18 @@ def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_dis
     out = tiny_distilbert.encode(TEXTS, [1, 2], batch_size=3, precision=precision, backend="openvino")
     for layer in (1, 2):
         assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer
+
+
+def test_a_model_openvino_cannot_convert_is_named_in_one_line(tiny_model_path):
+    from embedbench.embedding.encoder import LayerEncoder, load_model
+
+    encoder = LayerEncoder(load_model(str(tiny_model_path), "cpu"))
+
+    def untraceable(module, args, kwargs):  # stands for model code that tracing cannot follow
+        if torch.jit.is_tracing():
+            raise RuntimeError("data-dependent control flow\nsecond line")
+    encoder.transformer.model.register_forward_pre_hook(untraceable, with_kwargs=True)
+    with pytest.raises(EmbedbenchError, match=r"could not convert BertModel \(data-dependent control flow\); "
+                                              r"encode.backend=torch"):
+        encoder.runtime("bf16", "openvino")
+    assert encoder.encode(["still encodes"], [2], precision="bf16", backend="torch")[2].isfinite().all()

@@ -89,8 +89,8 @@ def load_queries(path: Path) -> dict[str, str]:
 
 
 def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int]]:
-    """query-id, corpus-id, score; tab-separated with a header line, CRLF tolerated. Given ``queries`` and
-    ``corpus``, judgements naming neither are sorted out by :func:`judgements`."""
+    """query-id, corpus-id, score; tab-separated, a header line under any names, CRLF tolerated. Given
+    ``queries`` and ``corpus``, judgements that name something outside them go as :func:`judgements` says."""
     if not path.is_file():
         raise at(path, None, "file not found (is the split name right?)")
     rows = []

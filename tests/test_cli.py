@@ -24,9 +24,10 @@ def _break_corpus_line(folder):
     (folder / "corpus.jsonl").write_text("".join(lines))
 
 
-def _unknown_doc_in_qrels(folder):
-    with open(folder / "qrels" / "test.tsv", "a") as fh:
-        fh.write("1\tno-such-doc\t1\n")
+def _qrels_of_another_corpus(folder):
+    path = folder / "qrels" / "test.tsv"
+    asked = path.read_text().splitlines()[1].split("\t")[0]
+    path.write_text(f"query-id\tcorpus-id\tscore\n{asked}\tno-such-doc\t1\n")
 
 
 def _empty_corpus(folder):
@@ -57,7 +58,7 @@ def _broken_model(folder):
 
 DATA_CASES = {  # case: (how the SciFact slice is broken, the error it must give)
     "broken JSON line": (_break_corpus_line, "corpus.jsonl:5: not valid JSON"),
-    "qrels names an unknown doc": (_unknown_doc_in_qrels, "test.tsv:"),
+    "qrels of another corpus": (_qrels_of_another_corpus, "test.tsv:2: document 'no-such-doc' is not in the corpus"),
     "empty corpus": (_empty_corpus, "corpus.jsonl: corpus is empty"),
     "empty split": (_empty_split, "test.tsv: no judgements in this split"),
 }

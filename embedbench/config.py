@@ -155,6 +155,13 @@ class PaddingSide(Choice):
     right = "right"
 
 
+class WeightsDtype(Choice):
+    fp32 = "fp32"  # master weights for training and the fp32 reference, whatever the checkpoint holds
+    bf16 = "bf16"
+    fp16 = "fp16"
+    auto = "auto"  # the checkpoint's own
+
+
 @dataclass
 class LoraConfig:
     """Low-rank adapters (peft) on the transformer: only they (and a trainable pooling head) train; the saved
@@ -202,6 +209,9 @@ class ModelConfig:
     pooling: Pooling | None = None  # null: the model's own head; else it is replaced, and saved so
     bidirectional: bool = False  # decoder-only models: every token attends to every other (no causal mask)
     padding_side: PaddingSide | None = None  # null: the tokenizer's own
+    # the weights as loaded: fp32 even for a bf16 checkpoint, as full fine-tuning needs fp32 master weights;
+    # bf16 halves the memory of a large model that is only evaluated or trained through LoRA
+    dtype: WeightsDtype = WeightsDtype.fp32
     lora: LoraConfig = field(default_factory=LoraConfig)  # training only: adapters instead of full fine-tuning
     latent_attention: LatentAttentionConfig = field(default_factory=LatentAttentionConfig)  # pooling=latent_attention
     views: ViewsConfig = field(default_factory=ViewsConfig)

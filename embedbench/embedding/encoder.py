@@ -24,6 +24,7 @@ from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_back
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.errors import EmbedbenchError
 
+WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
 BUDGET_LENGTH = 512  # a batch's token budget counts texts of at most this length (BERT's full length)
 
 
@@ -68,9 +69,11 @@ def resolve_encoding(encode, device: str, left_padded_causal: bool = False) -> t
 
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
                pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None,
-               latent_attention=None, long: str = "truncate", long_length: int = 4096, long_pooling: str = "mean"):
-    """The sentence-transformers model, with ``model.pooling``, ``bidirectional``, ``padding_side`` and a
-    position extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
+               latent_attention=None, long: str = "truncate", long_length: int = 4096, long_pooling: str = "mean",
+               dtype: str = "fp32"):
+    """The sentence-transformers model, its weights in ``dtype`` (``model.dtype``; transformers would keep a
+    bf16 checkpoint in bf16), with ``model.pooling``, ``bidirectional``, ``padding_side`` and a position
+    extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
     from sentence_transformers import SentenceTransformer
 
     path, local = resolve_model_path(str(name_or_path))
@@ -79,7 +82,7 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     try:
         # safetensors only: a pickled checkpoint can run code when loaded
         model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code or own_modules(path),
-                                    model_kwargs={"use_safetensors": True})
+                                    model_kwargs={"use_safetensors": True, "dtype": WEIGHT_DTYPES[str(dtype)]})
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
@@ -120,7 +123,7 @@ def model_options(model_cfg) -> dict:
             "pooling": model_cfg.pooling, "bidirectional": model_cfg.bidirectional,
             "padding_side": model_cfg.padding_side, "latent_attention": model_cfg.latent_attention,
             "long": str(model_cfg.long), "long_length": model_cfg.long_length,
-            "long_pooling": str(model_cfg.long_pooling)}
+            "long_pooling": str(model_cfg.long_pooling), "dtype": str(model_cfg.dtype)}
 
 
 def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:

@@ -1,4 +1,6 @@
 """The one-pass, all-layer encoder against sentence-transformers and a direct computation."""
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -79,3 +81,13 @@ def test_a_long_context_models_batches_hold_the_tokens_of_512_token_texts(encode
     lengths = np.array([8000, 3000, 5000] + [100] * 50)
     batches = encoder.batches([""] * len(lengths), batch_size=4, lengths=lengths)
     assert [len(b) for b in batches] == [1, 1, 1, 20, 20, 10]  # 4 x 512 tokens each, at least one text
+
+
+def test_weights_load_in_fp32_whatever_the_checkpoint_holds_unless_asked(tiny_model, tmp_path):
+    from embedbench.embedding.encoder import load_model
+
+    copy.deepcopy(tiny_model).to(torch.bfloat16).save(str(tmp_path / "bf16"))  # a bf16 checkpoint
+    loaded = {dtype: next(load_model(str(tmp_path / "bf16"), "cpu", dtype=dtype).parameters()).dtype
+              for dtype in ("fp32", "bf16", "auto")}
+    assert loaded == {"fp32": torch.float32, "bf16": torch.bfloat16, "auto": torch.bfloat16}
+    assert next(load_model(str(tmp_path / "bf16"), "cpu").parameters()).dtype == torch.float32  # the default

@@ -171,14 +171,9 @@ class LayerEncoder:
 
     @property
     def hidden_size(self) -> int:
-        """The pooled embedding's width: the last head's that states one (a projection such as a ``Dense``
-        module, pooling modes concatenated), else the transformer's."""
-        for head in reversed(self.heads):
-            width = getattr(head, "get_embedding_dimension", None) or getattr(head, "get_sentence_embedding_dimension",
-                                                                              None)
-            if callable(width) and width():
-                return int(width())
-        return int(self.transformer.get_embedding_dimension())
+        """The pooled embedding's width, as sentence-transformers states it: after a projection (a ``Dense``
+        module) or concatenated pooling modes, not the transformer's (``load_model`` sets no truncation)."""
+        return int(self.model.get_embedding_dimension() or self.transformer.get_embedding_dimension())
 
     @property
     def device(self) -> torch.device:

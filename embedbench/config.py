@@ -45,6 +45,11 @@ class Backend(Choice):
     openvino = "openvino"
 
 
+class Similarity(Choice):
+    cosine = "cosine"
+    dot = "dot"  # inner product of the embeddings as they are (DPR, TAS-B, Contriever, Tevatron's default)
+
+
 class ModelKind(Choice):
     encoder = "encoder"
     lexical = "lexical"
@@ -212,6 +217,9 @@ class ModelConfig:
     # the weights as loaded: fp32 even for a bf16 checkpoint, as full fine-tuning needs fp32 master weights;
     # bf16 halves the memory of a large model that is only evaluated or trained through LoRA
     dtype: WeightsDtype = WeightsDtype.fp32
+    # how retrieval and reranking score: null, the model's own (sentence-transformers' similarity_fn_name,
+    # cosine where it names none); set, it is also saved with a trained model
+    similarity: Similarity | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)  # training only: adapters instead of full fine-tuning
     latent_attention: LatentAttentionConfig = field(default_factory=LatentAttentionConfig)  # pooling=latent_attention
     views: ViewsConfig = field(default_factory=ViewsConfig)

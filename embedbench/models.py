@@ -11,7 +11,7 @@ from embedbench.embedding.cache import open_cache
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import LayerEncoder, load_encoder, model_options, resolve_device
 from embedbench.embedding.prompts import Prompts, Side, resolve_prompts
-from embedbench.embedding.views import ViewSet, build_views, with_grid
+from embedbench.embedding.views import ViewSet, with_grid
 from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
 from embedbench.retrieval.dense import DenseRetriever
@@ -35,7 +35,8 @@ class EncoderModel:
         return self.prompts.apply(texts, side, instruction)
 
     def params(self) -> dict[str, str]:
-        return self.prompts.params()
+        """What the model saw and scored by, also where the config said "the model's own"."""
+        return {**self.prompts.params(), "similarity": self.views.similarity}
 
     def embed(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         return self.embedder(texts, desc)
@@ -108,5 +109,5 @@ def load_scored_model(cfg: RunConfig, phases: Phases | None = None,
 
         return LexicalModel(BM25(cfg.model.bm25), cfg.model.name)
     encoder = load_encoder(cfg.model.name_or_path, resolve_device(cfg.device), **model_options(cfg.model))
-    views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+    views = encoder.views(cfg.model.views)
     return encoder_model(encoder, views, cfg, phases, shared_by_ranks)

@@ -33,10 +33,9 @@ def scored(encoder, views=None, batch_size: int = 16):
     """``encoder``'s views (default: the full view) as tasks score them, fp32 as mteb encodes, no cache."""
     from embedbench.config import EncodeConfig, ViewsConfig
     from embedbench.embedding.embedder import Embedder
-    from embedbench.embedding.views import build_views
     from embedbench.models import EncoderModel
 
-    views = views or build_views(ViewsConfig(), encoder.n_layers, encoder.hidden_size)
+    views = views or encoder.views(ViewsConfig())
     return EncoderModel(Embedder(encoder, views.layers, EncodeConfig(batch_size=batch_size, precision="fp32")), views)
 
 

@@ -1,5 +1,6 @@
 """Hard-negative mining (``data.negatives=mined``): a miner model ranks the corpus for every training
-query, and negatives are drawn from a band of ranks below a margin of the positive's score.
+query by its own similarity (cosine or dot), and negatives are drawn from a band of ranks below a margin
+of the positive's score.
 
 Skipping the top ranks and keeping only candidates scoring under ``margin`` x the positive's score
 (NV-Retriever's TopK-PercPos) guard against false negatives: unjudged documents as relevant as the
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import torch.nn.functional as F
 
 from embedbench.atomic import atomic_write
 from embedbench.config import EncodeConfig, MiningConfig
@@ -26,6 +26,7 @@ from embedbench.data.beir import BeirDataset
 from embedbench.embedding.cache import EmbeddingCache, texts_fingerprint
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, resolve_device
+from embedbench.embedding.views import as_similarity
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,9 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: Mining
     encoder = load_encoder(mining.model, resolve_device(device))
     layer = encoder.n_layers
     embed = Embedder(encoder, [layer], encode, cache)
-    settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed})
+    similarity = encoder.similarity
+    settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed,
+                           "similarity": similarity})
     key = hashlib.sha256("|".join([embed.fingerprint, pairs_key(ds, pairs), settings]).encode()).hexdigest()
     path = Path(mining.store) / f"{ds.name}-{key[:20]}.jsonl"
     if path.is_file():
@@ -78,7 +81,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: Mining
         return MinedSet(rows, path, 0)
 
     qids = list(dict.fromkeys(q for q, _ in pairs))
-    queries = F.normalize(embed([ds.queries[q] for q in qids], "mining: queries")[layer], dim=-1).numpy()
+    queries = as_similarity(embed([ds.queries[q] for q in qids], "mining: queries")[layer], similarity).numpy()
     wanted = {(q, d) for q, d in pairs}
     positive_score: dict[tuple[str, str], float] = {}
     doc_ids = list(ds.corpus)
@@ -88,7 +91,8 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: Mining
     shard = mining.shard_docs
     for start in range(0, len(doc_ids), shard):
         ids = doc_ids[start:start + shard]
-        docs = F.normalize(embed([ds.doc_text(d) for d in ids], f"mining: corpus {start:,}+")[layer], dim=-1).numpy()
+        docs = as_similarity(embed([ds.doc_text(d) for d in ids], f"mining: corpus {start:,}+")[layer],
+                             similarity).numpy()
         index = faiss.IndexFlatIP(docs.shape[1])
         index.add(docs)
         scores, found = index.search(queries, min(k, len(ids)))

@@ -1,8 +1,8 @@
 """Teacher scores for distillation (TAS-B's Margin-MSE, list-wise KL, DSE's score MSE): each training
 row's query against its positive and negatives, scored once by the teacher and stored.
 
-A teacher is a bi-encoder (cosine of any model name / folder / run folder), a cross-encoder
-(sentence-transformers' CrossEncoder on the pair), BM25 (a lexical teacher, as SPAR distils one)
+A teacher is a bi-encoder (any model name / folder / run folder, scoring by its own similarity: cosine or dot), a
+cross-encoder (sentence-transformers' CrossEncoder on the pair), BM25 (a lexical teacher, as SPAR distils one)
 or ``grades``: the qrels grades themselves, for list-wise losses on graded judgements. Scores are multiplied
 by ``scale`` to put them on the student's scale (cosine in [-1, 1]).
 """
@@ -14,8 +14,6 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import torch.nn.functional as F
-
 from embedbench.atomic import atomic_write
 from embedbench.config import EncodeConfig, TeacherConfig
 from embedbench.data.beir import BeirDataset
@@ -23,6 +21,7 @@ from embedbench.embedding.cache import EmbeddingCache, weights_fingerprint
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, resolve_batch_size, resolve_device
 from embedbench.embedding.sources import resolve_model_path
+from embedbench.embedding.views import as_similarity
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +83,14 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
     encoder = load_encoder(teacher_cfg.model, resolve_device(device))
     embed = Embedder(encoder, [encoder.n_layers], encode_cfg, cache)
 
-    def cosine(ds, rows):
+    similarity = encoder.similarity
+
+    def embedder(ds, rows):
         qids = list(dict.fromkeys(r["query"] for r in rows))
         docs = list(dict.fromkeys(d for r in rows for d in _candidates(r)))
-        q = F.normalize(embed([ds.queries[i] for i in qids], "teacher: queries")[encoder.n_layers], dim=-1)
-        d = F.normalize(embed([ds.doc_text(i) for i in docs], "teacher: documents")[encoder.n_layers], dim=-1)
+        q = as_similarity(embed([ds.queries[i] for i in qids], "teacher: queries")[encoder.n_layers], similarity)
+        d = as_similarity(embed([ds.doc_text(i) for i in docs], "teacher: documents")[encoder.n_layers], similarity)
         q_row, d_row = {i: n for n, i in enumerate(qids)}, {i: n for n, i in enumerate(docs)}
         return [[float(q[q_row[r["query"]]] @ d[d_row[doc]]) for doc in _candidates(r)] for r in rows]
 
-    return cosine, embed.fingerprint
+    return embedder, f"{embed.fingerprint}|{similarity}"

@@ -22,6 +22,7 @@ from embedbench.embedding.heads import causal_modules, make_bidirectional, set_p
 from embedbench.embedding.long import EXTENSIONS, extend_window
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
+from embedbench.embedding.views import SIMILARITIES, ViewSet, build_views
 from embedbench.errors import EmbedbenchError
 
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
@@ -70,7 +71,7 @@ def resolve_encoding(encode, device: str, left_padded_causal: bool = False) -> t
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
                pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None,
                latent_attention=None, long: str = "truncate", long_length: int = 4096, long_pooling: str = "mean",
-               dtype: str = "fp32"):
+               dtype: str = "fp32", similarity: str | None = None):
     """The sentence-transformers model, its weights in ``dtype`` (``model.dtype``; transformers would keep a
     bf16 checkpoint in bf16), with ``model.pooling``, ``bidirectional``, ``padding_side`` and a position
     extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
@@ -86,6 +87,8 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
+    if similarity:
+        model.similarity_fn_name = str(similarity)
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     if str(long) in EXTENSIONS:
@@ -123,7 +126,8 @@ def model_options(model_cfg) -> dict:
             "pooling": model_cfg.pooling, "bidirectional": model_cfg.bidirectional,
             "padding_side": model_cfg.padding_side, "latent_attention": model_cfg.latent_attention,
             "long": str(model_cfg.long), "long_length": model_cfg.long_length,
-            "long_pooling": str(model_cfg.long_pooling), "dtype": str(model_cfg.dtype)}
+            "long_pooling": str(model_cfg.long_pooling), "dtype": str(model_cfg.dtype),
+            "similarity": model_cfg.similarity and str(model_cfg.similarity)}
 
 
 def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:
@@ -152,6 +156,7 @@ class LayerEncoder:
         self.saved_to(source)
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
+        self.unit_length = len(self.heads) < len(model) - 1  # the model's own output is normalised
         forward_params = set(inspect.signature(self.transformer.model.forward).parameters)
         self._input_names = {"input_ids", "attention_mask", "token_type_ids"} & forward_params
 
@@ -174,6 +179,19 @@ class LayerEncoder:
         """The pooled embedding's width, as sentence-transformers states it: after a projection (a ``Dense``
         module) or concatenated pooling modes, not the transformer's (``load_model`` sets no truncation)."""
         return int(self.model.get_embedding_dimension() or self.transformer.get_embedding_dimension())
+
+    def views(self, spec) -> ViewSet:
+        """The views a ``model.views`` block declares, cut from this encoder and scored as it scores."""
+        return build_views(spec, self.n_layers, self.hidden_size, self.unit_length, self.similarity)
+
+    @property
+    def similarity(self) -> str:
+        """How the model scores a pair: sentence-transformers' ``similarity_fn_name``, cosine or dot."""
+        name = str(self.model.similarity_fn_name)
+        if name not in SIMILARITIES:
+            raise EmbedbenchError(f"the model scores by {name} similarity; embedbench searches by cosine or dot "
+                                  "(set model.similarity)")
+        return name
 
     @property
     def device(self) -> torch.device:

@@ -6,12 +6,15 @@ read them through this module, so a view means the same thing in both.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from embedbench.errors import EmbedbenchError
+
+COSINE, DOT = "cosine", "dot"
+SIMILARITIES = (COSINE, DOT)
 
 
 @dataclass(frozen=True, order=True)
@@ -22,12 +25,24 @@ class View:
 
 @dataclass(frozen=True)
 class ViewSet:
-    """The views a model exposes, with the shape of the encoder they cut from."""
+    """The views a model exposes, with the shape of the encoder they cut from and how the model scores."""
 
     views: tuple[View, ...]  # what evaluation scores
     n_layers: int
     hidden_size: int
     weights: tuple[tuple[View, float], ...] = ()  # what the objective sums: the declared views
+    unit_length: bool = True  # the model's own output is normalised (it ends in a Normalize module)
+    similarity: str = COSINE  # what retrieval and reranking rank by: cosine or dot
+
+    def features(self, pooled: dict[int, torch.Tensor], view: View) -> torch.Tensor:
+        """The view's embeddings as the model gives them, which classifiers and k-means fit (as in mteb):
+        the slice of its layer, re-normalised where the model's own output is unit length."""
+        sliced = pooled[view.layer][..., : view.dim]
+        return F.normalize(sliced, p=2, dim=-1) if self.unit_length else sliced
+
+    def scored(self, pooled: dict[int, torch.Tensor], view: View) -> torch.Tensor:
+        """The view's embeddings whose inner products are the model's similarity (what retrieval ranks by)."""
+        return as_similarity(self.features(pooled, view), self.similarity)
 
     @property
     def layers(self) -> list[int]:
@@ -51,7 +66,8 @@ class ViewSet:
         return f"{base}_{variant}" if base else f"/{variant}"
 
 
-def build_views(spec, n_layers: int, hidden_size: int) -> ViewSet:
+def build_views(spec, n_layers: int, hidden_size: int, unit_length: bool = True,
+                similarity: str = COSINE) -> ViewSet:
     """Views from a config block: ``pairs`` ([[layer, dim], ...]) or ``layers`` x ``dims``.
 
     ``layers``/``dims`` may be null (last layer / full width) or ``all``
@@ -77,7 +93,8 @@ def build_views(spec, n_layers: int, hidden_size: int) -> ViewSet:
     if len(weights) != len(declared):
         raise EmbedbenchError(f"model.views.weights: {len(weights)} weight(s) for {len(declared)} view(s)")
     ordered = sorted(set(declared) | {View(n_layers, hidden_size)}, key=lambda v: (-v.layer, -v.dim))
-    return ViewSet(tuple(ordered), n_layers, hidden_size, tuple(zip(declared, map(float, weights))))
+    return ViewSet(tuple(ordered), n_layers, hidden_size, tuple(zip(declared, map(float, weights))), unit_length,
+                   similarity)
 
 
 def _check(pairs, n_layers: int, hidden_size: int, key: str) -> None:
@@ -117,9 +134,14 @@ def with_grid(views: ViewSet, grid) -> ViewSet:
     _check(extra, views.n_layers, views.hidden_size, "eval.grid")
     merged = set(views.views) | {View(int(layer), int(dim)) for layer, dim in extra}
     ordered = tuple(sorted(merged, key=lambda v: (-v.layer, -v.dim)))
-    return ViewSet(ordered, views.n_layers, views.hidden_size, views.weights)
+    return replace(views, views=ordered)
 
 
 def cut(pooled: torch.Tensor, dim: int) -> torch.Tensor:
     """The first ``dim`` coordinates, re-normalised to unit length."""
     return F.normalize(pooled[..., :dim], p=2, dim=-1)
+
+
+def as_similarity(emb: torch.Tensor, similarity: str) -> torch.Tensor:
+    """``emb`` as inner products score it under ``similarity``: unit rows for cosine, as they are for dot."""
+    return F.normalize(emb, p=2, dim=-1) if similarity == COSINE else emb

@@ -26,7 +26,6 @@ from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, model_options, native_bf16, resolve_device
 from embedbench.embedding.heads import add_lora, merge_lora, set_attention_dropout
 from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts, training_prompts
-from embedbench.embedding.views import build_views
 from embedbench.errors import EmbedbenchError, Preempted
 from embedbench.losses import build_objective
 from embedbench.losses.compat import ROW, CompatTerm
@@ -264,7 +263,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             cache = open_cache(cfg.eval)
             dataset = training_sets(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
             encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
-            views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+            views = encoder.views(cfg.model.views)
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)
             dropout = cfg.trainer.attention_dropout
@@ -272,7 +271,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
                 raise EmbedbenchError(f"trainer.attention_dropout={dropout}: {cfg.model.name_or_path} has no "
                                       "attention module holding a dropout to set")
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)
-            tracker.log_params(prompts.params())
+            tracker.log_params({**prompts.params(), "similarity": views.similarity})
             objective = build_objectives(cfg, encoder, views, dataset)
             if cfg.loss.compat.reference:
                 dataset = with_compat_term(cfg, objective, dataset, encoder, views, cache)

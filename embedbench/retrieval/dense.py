@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 
 from embedbench.config import IndexConfig
-from embedbench.embedding.views import ViewSet, cut
+from embedbench.embedding.views import ViewSet
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
 from embedbench.retrieval.index import search
@@ -36,17 +36,17 @@ class DenseRetriever:
         depth = max(k, RECALL_VS_EXACT)
         results = {}
         for view in self.views.views:
-            doc_emb, query_emb = split(pooled, view, len(queries))
+            doc_emb, query_emb = split(self.views, pooled, view, len(queries))
             exact = search(doc_emb, query_emb, depth)
             results[self.views.name(view)] = exact
             if kept is not None:
-                kept_docs, kept_queries = split(kept, view, len(queries))
+                kept_docs, kept_queries = split(self.views, kept, view, len(queries))
                 results[self.views.name(view, COMPAT)] = search(kept_docs, query_emb, depth)
                 results[self.views.name(view, REFERENCE)] = search(kept_docs, kept_queries, depth)
             for spec in self.indexes:
                 if spec.funnel_dim and spec.funnel_dim >= view.dim:
                     continue  # a funnel only shortlists at a dim below the view's
-                found = search(doc_emb, query_emb, depth, spec)
+                found = search(doc_emb, query_emb, depth, spec, self.views.similarity)
                 found.recall_vs_exact = overlap(found.ids, exact.ids)
                 results[self.views.name(view, spec.name)] = found
         return results
@@ -60,17 +60,17 @@ class DenseRetriever:
         depth, n = min(max(k, RECALL_VS_EXACT), len(docs)), len(queries)
         own = self.embed(queries, f"{desc}: queries")
         kept = self.reference(queries, f"{desc}: queries (reference model)") if self.reference else None
-        asking = {view: cut(own[view.layer], view.dim).numpy() for view in self.views.views}
-        asking_kept = {view: cut(kept[view.layer], view.dim).numpy() for view in self.views.views} if kept else {}
+        asking = {view: self.views.scored(own, view).numpy() for view in self.views.views}
+        asking_kept = {view: self.views.scored(kept, view).numpy() for view in self.views.views} if kept else {}
         merged: dict[str, ShardedResult] = {}
         for start in range(0, len(docs), self.shard_docs):
             part = docs[start:start + self.shard_docs]
             pooled = self.embed(part, f"{desc}: documents {start + 1:,}-{start + len(part):,}")
             kept_docs = self.reference(part, f"{desc}: documents (reference model)") if self.reference else None
             for view in self.views.views:
-                searches = {self.views.name(view): (cut(pooled[view.layer], view.dim).numpy(), asking[view])}
+                searches = {self.views.name(view): (self.views.scored(pooled, view).numpy(), asking[view])}
                 if kept_docs is not None:  # the reference's documents cut once, searched by both query sets
-                    reference_docs = cut(kept_docs[view.layer], view.dim).numpy()
+                    reference_docs = self.views.scored(kept_docs, view).numpy()
                     searches[self.views.name(view, COMPAT)] = (reference_docs, asking[view])
                     searches[self.views.name(view, REFERENCE)] = (reference_docs, asking_kept[view])
                 for name, (documents, questions) in searches.items():
@@ -99,9 +99,9 @@ class ShardedResult:
         return SearchResult(self.heap.D, self.heap.I, self.build_s, self.search_s, self.bytes_per_vec, self.flops)
 
 
-def split(pooled: dict, view, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
-    """(documents, queries) of ``view`` from the pooled layers of queries + documents."""
-    emb = cut(pooled[view.layer], view.dim).numpy()
+def split(views: ViewSet, pooled: dict, view, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """(documents, queries) of ``view`` from the pooled layers of queries + documents, as ``views`` score."""
+    emb = views.scored(pooled, view).numpy()
     return emb[n_queries:], emb[:n_queries]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from sentence_transformers.util import quantize_embeddings
 
 from embedbench.config import IndexConfig
+from embedbench.embedding.views import COSINE
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
 
@@ -37,13 +38,15 @@ def factory_for(spec: IndexConfig, dim: int, n_docs: int) -> str:
 EXACT = IndexConfig(name="flat")
 
 
-def search(docs: np.ndarray, queries: np.ndarray, k: int, spec: IndexConfig = EXACT) -> SearchResult:
-    """Top-k of ``queries`` over ``docs`` (float32, unit-norm rows) by inner product, through ``spec``."""
+def search(docs: np.ndarray, queries: np.ndarray, k: int, spec: IndexConfig = EXACT,
+           similarity: str = COSINE) -> SearchResult:
+    """Top-k of ``queries`` over ``docs`` (float32; unit-norm rows under cosine) by inner product, through
+    ``spec``; ``similarity`` is the views' own, which a funnel's shortlist stage scores its prefix by."""
     docs = np.ascontiguousarray(docs, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, docs.shape[0])
     if spec.funnel_dim:
-        return _funnel(docs, queries, k, spec)
+        return _funnel(docs, queries, k, spec, similarity)
     if spec.binary:
         return _binary(docs, queries, k, spec)
     start = time.perf_counter()
@@ -99,15 +102,18 @@ def _binary(docs, queries, k, spec: IndexConfig) -> SearchResult:
     return SearchResult(scores, ids, built - start, searched - built, index.code_size)
 
 
-def _funnel(docs, queries, k, spec: IndexConfig) -> SearchResult:
-    """``spec.factory`` (exact by default, or IVF...) on the renormalised ``funnel_dim`` prefix fetches a
+def _funnel(docs, queries, k, spec: IndexConfig, similarity: str) -> SearchResult:
+    """``spec.factory`` (exact by default, or IVF...) on the ``funnel_dim`` prefix (renormalised under cosine,
+    as a cut view is) fetches a
     shortlist that FAISS's refine step rescores at full width, in C++: gathering the shortlist's vectors
     in numpy costs more than the arithmetic the prefix saves."""
     start = time.perf_counter()
     small = min(spec.funnel_dim, docs.shape[1])
     factory = factory_for(spec, small, docs.shape[0])
     first = _index(factory, small, spec)
-    prefix = faiss.IndexPreTransform(faiss.NormalizationTransform(small), first)
+    prefix = faiss.IndexPreTransform(first)
+    if similarity == COSINE:
+        prefix.prepend_transform(faiss.NormalizationTransform(small))
     prefix.prepend_transform(faiss.RemapDimensionsTransform(docs.shape[1], small,
                                                             faiss.swig_ptr(np.arange(small, dtype=np.int32))))
     index = faiss.IndexRefineFlat(prefix)

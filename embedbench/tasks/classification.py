@@ -17,7 +17,6 @@ from sklearn.metrics import accuracy_score, f1_score
 from embedbench.config import ClassificationTaskConfig
 from embedbench.data.tables import LabelledTexts
 from embedbench.embedding.prompts import SYMMETRIC
-from embedbench.embedding.views import cut
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel, TaskBase
 
@@ -73,7 +72,7 @@ class ClassificationTask(TaskBase):
         pooled = model.embed(texts, f"{self.name}: {len(rows)} train + {len(self.test.texts)} test texts")
         out = {}
         for view in model.views.views:
-            emb = cut(pooled[view.layer], view.dim).numpy()
+            emb = model.views.features(pooled, view).numpy()
             train_emb, test_emb = emb[: len(rows)], emb[len(rows):]
             accuracy, f1 = [], []
             for chosen in picks:

@@ -17,7 +17,6 @@ from sklearn.metrics.cluster import v_measure_score
 from embedbench.config import ClusteringTaskConfig
 from embedbench.data.tables import LabelledTexts
 from embedbench.embedding.prompts import SYMMETRIC
-from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase
 
 
@@ -59,7 +58,7 @@ class ClusteringTask(TaskBase):
                                  init="k-means++", n_init=1, random_state=self.seed)
         out = {}
         for view in model.views.views:
-            emb = cut(pooled[view.layer], view.dim).numpy()
+            emb = model.views.features(pooled, view).numpy()
             scores = [v_measure_score(labels[idx], kmeans.fit_predict(emb[idx])) for idx in rounds]
             out[f"{self.name}/v_measure{model.views.name(view)}"] = float(np.mean(scores))
         return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedbench.embedding.prompts import DOCUMENT, QUERY, SYMMETRIC
-from embedbench.embedding.views import View, cut
+from embedbench.embedding.views import View, ViewSet
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel
 
@@ -32,8 +32,8 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE") == "1")
 
 
-def view_encoder(embed, view: View, label: str):
-    """One view of the model as an mteb encoder (cosine similarity; the model's prompt for mteb's side)."""
+def view_encoder(embed, views: ViewSet, view: View, label: str):
+    """One view of the model as an mteb encoder (the model's similarity; its prompt for mteb's side)."""
     from mteb.models import ModelMeta
     from mteb.models.abs_encoder import AbsEncoder
     from mteb.models.model_meta import ScoringFunction
@@ -41,13 +41,13 @@ def view_encoder(embed, view: View, label: str):
     class ViewEncoder(AbsEncoder):
         mteb_model_meta = ModelMeta.create_empty(
             overwrites={"name": f"embedbench/{label}", "revision": "local", "embed_dim": view.dim,
-                        "similarity_fn_name": ScoringFunction.COSINE, "framework": ["PyTorch"]})
+                        "similarity_fn_name": ScoringFunction(views.similarity), "framework": ["PyTorch"]})
 
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
             texts = [text for batch in inputs for text in batch["text"]]
             side = SYMMETRIC if prompt_type is None else DOCUMENT if prompt_type.value == DOCUMENT else QUERY
             pooled = embed(texts, side, f"{task_metadata.name}/{hf_split}: {len(texts)} texts")
-            return cut(pooled[view.layer], view.dim).numpy()
+            return views.features(pooled, view).numpy()
 
     return ViewEncoder()
 
@@ -92,7 +92,7 @@ class MtebTasks:
         out = {}
         for view in model.views.views:
             suffix = model.views.name(view)
-            encoder = view_encoder(memo_embed, view, f"view{suffix.replace('/', '_') or '_full'}")
+            encoder = view_encoder(memo_embed, model.views, view, f"view{suffix.replace('/', '_') or '_full'}")
             results = mteb.evaluate(encoder, self.tasks, cache=None, show_progress_bar=False)
             for result in results.task_results:
                 out[f"{result.task_name}/main_score{suffix}"] = float(result.get_score())

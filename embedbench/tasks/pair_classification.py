@@ -11,7 +11,6 @@ from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_d
 
 from embedbench.data.tables import LabelledPairs
 from embedbench.embedding.prompts import SYMMETRIC
-from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase
 
 
@@ -32,7 +31,7 @@ class PairClassificationTask(TaskBase):
         pooled = model.embed(texts, f"{self.name}: {n} pairs")
         out = {}
         for view in model.views.views:
-            emb = cut(pooled[view.layer], view.dim).numpy()
+            emb = model.views.features(pooled, view).numpy()
             ap = {kind: average_precision_score(self.pairs.labels, sim)
                   for kind, sim in similarities(emb[:n], emb[n:]).items()}
             suffix = model.views.name(view)

@@ -12,7 +12,6 @@ import torch
 from embedbench.config import RerankingTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
 from embedbench.embedding.prompts import DOCUMENT, QUERY
-from embedbench.embedding.views import cut
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 from embedbench.tasks.retrieval import checked_metrics, metrics_by_view
 
@@ -46,7 +45,7 @@ class RerankingTask(TaskBase):
         pooled = model.embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} candidate docs")
         out: dict[str, float] = {}
         for view in model.views.views:
-            emb = cut(pooled[view.layer], view.dim)
+            emb = model.views.scored(pooled, view)
             queries, docs = emb[: len(qids)], emb[len(qids):]
             run = {}
             for i, qid in enumerate(qids):

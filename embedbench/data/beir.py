@@ -94,7 +94,7 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
     if not path.is_file():
         raise at(path, None, "file not found (is the split name right?)")
     rows = []
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
                 continue
@@ -156,7 +156,7 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     if not path.is_file():
         raise at(path, None, "file not found")
     candidates: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
                 continue

@@ -43,7 +43,7 @@ def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, 
     path = Path(path)
     if not path.is_file():
         raise at(path, None, "file not found")
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark (Windows editors write one) is dropped
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -57,3 +57,10 @@ def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, 
             if missing:
                 raise at(path, lineno, f"missing field {missing[0]!r}")
             yield lineno, record
+
+
+def text_lines(path: Path) -> list[str]:
+    """The file's lines, split at line breaks only: ``str.splitlines`` would also split a text at the Unicode
+    separators (U+2028, U+0085...) that scraped text carries, and shift every line after it."""
+    content = Path(path).read_text(encoding="utf-8-sig")  # universal newlines: CRLF and CR end a line too
+    return content.removesuffix("\n").split("\n") if content else []

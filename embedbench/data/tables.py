@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedbench.data.files import jsonl_records
+from embedbench.data.files import jsonl_records, text_lines
 from embedbench.errors import at
 
 Column = str | int  # a header name, or a 0-based position
@@ -210,7 +210,7 @@ def read_line_aligned(texts_path, labels_path) -> LabelledTexts:
     for path in (Path(texts_path), Path(labels_path)):
         if not path.is_file():
             raise at(path, None, "file not found")
-        lines.append(path.read_text(encoding="utf-8").splitlines())
+        lines.append(text_lines(path))
     texts, labels = lines
     if len(texts) != len(labels):
         raise at(labels_path, None, f"{len(labels)} labels for {len(texts)} texts in {texts_path}")

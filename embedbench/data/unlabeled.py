@@ -13,7 +13,7 @@ import random
 from datasets import Dataset
 
 from embedbench.data.beir import load_corpus, resolve_root
-from embedbench.data.files import data_file
+from embedbench.data.files import data_file, text_lines
 from embedbench.errors import at
 
 
@@ -22,7 +22,7 @@ def unlabeled_texts(data_cfg) -> list[str]:
         path = data_file(data_cfg.text_file, f"data.{data_cfg.name}.text_file")
         if not path.is_file():
             raise at(path, None, "file not found")
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line.strip() for line in text_lines(path) if line.strip()]
         if not texts:
             raise at(path, None, "no text")
         return texts

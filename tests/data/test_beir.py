@@ -38,6 +38,15 @@ def test_crlf_everywhere_is_read(tiny):
     assert ds.qrels == {"q1": {"d1": 1}} and ds.doc_text("d2") == "two"
 
 
+def test_a_byte_order_mark_before_any_file_is_dropped(tiny):
+    (tiny / "qrels" / "test.tsv").write_text("q1\td1\t1\n")  # headerless: the first line is a judgement
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        path = tiny / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    ds = load_beir("tiny", tiny, "test")
+    assert ds.qrels == {"q1": {"d1": 1}} and ds.queries == {"q1": "query"} and sorted(ds.corpus) == ["d1", "d2"]
+
+
 def test_broken_json_line_is_named(tiny):
     with open(tiny / "corpus.jsonl", "a") as fh:
         fh.write('{"_id": "d3", "text": \n')

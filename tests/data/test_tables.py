@@ -132,3 +132,11 @@ def test_jsonl_labelled_table_and_its_errors(tmp_path):
     path.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
     with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: missing field 'label'"):
         read_labelled(path)
+
+
+def test_line_aligned_files_split_at_line_breaks_only(tmp_path):
+    # U+2028 and U+0085 inside scraped text are not line ends; a BOM and CRLF are what Windows editors write
+    (tmp_path / "texts.txt").write_bytes("\ufeffone\u2028line\r\nnext\x85line\r\nlast\r\n".encode())
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    data = read_line_aligned(tmp_path / "texts.txt", tmp_path / "labels.txt")
+    assert data.texts == ["one\u2028line", "next\x85line", "last"] and data.labels == ["a", "b", "c"]

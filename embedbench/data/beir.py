@@ -74,7 +74,7 @@ def load_corpus(path: Path) -> dict[str, dict[str, str]]:
         doc_id = str(rec["_id"])
         if doc_id in corpus:
             repeated.append((lineno, doc_id))
-        corpus[doc_id] = {"title": rec.get("title") or "", "text": rec["text"] or ""}
+        corpus[doc_id] = {field: text_field(path, lineno, rec, field) for field in ("title", "text")}
     if not corpus:
         raise at(path, None, "corpus is empty")
     if repeated:
@@ -85,7 +85,19 @@ def load_corpus(path: Path) -> dict[str, dict[str, str]]:
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    return {str(rec["_id"]): rec["text"] for _, rec in jsonl_records(path, ("_id", "text"))}
+    return {str(rec["_id"]): text_field(path, lineno, rec, "text", empty=False)
+            for lineno, rec in jsonl_records(path, ("_id", "text"))}
+
+
+def text_field(path: Path | str, lineno: int, record: dict, key: str, empty: bool = True) -> str:
+    """A record's text field; a missing or null one is empty where ``empty`` (a document's title and text: an
+    untitled corpus may write null), and anything but a string stops with the file and line."""
+    value = record.get(key)
+    if value is None and empty:
+        return ""
+    if not isinstance(value, str):
+        raise at(path, lineno, f"field {key!r} is {json.dumps(value)}, not a string")
+    return value
 
 
 def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedbench.data.beir import BeirDataset, judgements
+from embedbench.data.beir import BeirDataset, judgements, text_field
 from embedbench.errors import EmbedbenchError
 
 QRELS_CONFIGS = ("qrels", "default")
@@ -24,7 +24,9 @@ def load_hub(name: str, source: str, revision: str | None, split: str, key: str,
         judged = tables.split(tables.qrels_config(), split)
     corpus = {str(_field(row, "_id", "doc_id")): {"title": row.get("title") or "", "text": row["text"] or ""}
               for row in corpus_rows}
-    queries = {str(_field(row, "_id", "qid")): row["text"] for row in query_rows}
+    # a Hub table's text column holds strings or nulls; a null query has nothing to ask
+    queries = {str(_field(row, "_id", "qid")): text_field(f"{key}={source} queries", i, row, "text", empty=False)
+               for i, row in enumerate(query_rows, 1)}
     where = f"{key}={source}, {split} judgements"
     qrels = judgements(((f"{where}, row {i + 1}", str(_field(row, "query-id", "qid")),
                          str(_field(row, "corpus-id", "doc_id")), int(row.get("score", 1)))

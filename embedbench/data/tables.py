@@ -79,7 +79,7 @@ def _rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterator[tu
         if positional:
             raise at(path, None, f"column {positional[0]}: a jsonl file's columns are named, not numbered")
         for lineno, record in jsonl_records(path, tuple(columns.values())):
-            yield lineno, {role: _text(record[name]) for role, name in columns.items()}
+            yield lineno, {role: _text(path, lineno, name, record[name]) for role, name in columns.items()}
         return
     if not path.is_file():
         raise at(path, None, "file not found")
@@ -120,7 +120,10 @@ def _label(columns: dict[str, Column], index: dict[str, int], position: int) -> 
     return next(repr(columns[role]) for role, i in index.items() if i == position)
 
 
-def _text(value) -> str:
+def _text(path: Path, lineno: int, name: str, value) -> str:
+    """A jsonl field as text: numbers (labels, scores) as written; a null is refused rather than read as 'None'."""
+    if value is None:
+        raise at(path, lineno, f"field {name!r} is null")
     return value if isinstance(value, str) else str(value)
 
 

@@ -47,6 +47,21 @@ def test_a_byte_order_mark_before_any_file_is_dropped(tiny):
     assert ds.qrels == {"q1": {"d1": 1}} and ds.queries == {"q1": "query"} and sorted(ds.corpus) == ["d1", "d2"]
 
 
+def test_null_titles_and_texts_are_empty_and_other_non_strings_are_named(tiny):
+    corpus = tiny / "corpus.jsonl"
+    with open(corpus, "a") as fh:
+        fh.write('{"_id": "d3", "title": null, "text": null}\n')
+    assert load_beir("tiny", tiny, "test").doc_text("d3") == ""
+    with open(corpus, "a") as fh:
+        fh.write('{"_id": "d4", "title": 2019, "text": "four"}\n')
+    with pytest.raises(EmbedbenchError, match=r"corpus\.jsonl:4: field 'title' is 2019, not a string"):
+        load_beir("tiny", tiny, "test")
+    corpus.write_text(corpus.read_text().replace("2019", '"2019"'))
+    (tiny / "queries.jsonl").write_text('{"_id": "q1", "text": null}\n')  # nothing to ask
+    with pytest.raises(EmbedbenchError, match=r"queries\.jsonl:1: field 'text' is null, not a string"):
+        load_beir("tiny", tiny, "test")
+
+
 def test_broken_json_line_is_named(tiny):
     with open(tiny / "corpus.jsonl", "a") as fh:
         fh.write('{"_id": "d3", "text": \n')

@@ -132,6 +132,9 @@ def test_jsonl_labelled_table_and_its_errors(tmp_path):
     path.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
     with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: missing field 'label'"):
         read_labelled(path)
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": null}\n')  # not a class named 'None'
+    with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: field 'label' is null"):
+        read_labelled(path)
 
 
 def test_line_aligned_files_split_at_line_breaks_only(tmp_path):

@@ -125,6 +125,10 @@ def test_a_hugging_face_dataset_saved_to_disk_scores_as_its_beir_folder(tmp_path
     assert from_hub["scifact/ndcg_at_10"] == folder["scifact/ndcg_at_10"]
     proc = run_main("eval", "eval=beir", model, f"data.hub={hub}", "data.eval_split=dev", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "config 'default' has no split 'dev' (splits: test)" in proc.stderr
+    asked = [{"_id": q, "text": None if i == 1 else t} for i, (q, t) in enumerate(ds.queries.items())]
+    DatasetDict({"queries": Dataset.from_list(asked)}).save_to_disk(hub / "queries")
+    proc = run_main("eval", "eval=beir", model, f"data.hub={hub}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and f"data.hub={hub} queries:2: field 'text' is null, not a string" in proc.stderr
 
 
 def test_a_longembed_layout_hub_dataset_scores_as_its_beir_folder(tmp_path, scifact_slice, tiny_model_path):

@@ -207,7 +207,7 @@ def with_compat_term(cfg: TrainRunConfig, objective, dataset, encoder, views, ca
     reference = reference_encoder(cfg.loss.compat.reference, encoder, key)
     pooled = Embedder(reference, views.layers, cfg.encode, cache)(list(dataset["positive"]),
                                                                  f"compat reference: {len(dataset)} documents")
-    objective.compat = CompatTerm(pooled, cfg.loss.compat.weight, cfg.loss.temperature)
+    objective.compat = CompatTerm(pooled, views, cfg.loss.compat.weight, cfg.loss.temperature)
     return dataset.add_column(ROW, list(range(len(dataset))))
 
 

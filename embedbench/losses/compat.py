@@ -9,17 +9,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from embedbench.embedding.views import View, cut
+from embedbench.embedding.views import View, ViewSet
 
 ROW = "label"  # the dataset column that carries each pair's row: the trainer hands it to the loss as labels
 
 
 class CompatTerm:
-    def __init__(self, pooled: dict[int, torch.Tensor], weight: float, temperature: float):
-        self.pooled, self.weight, self.temperature = pooled, float(weight), float(temperature)
+    def __init__(self, pooled: dict[int, torch.Tensor], views: ViewSet, weight: float, temperature: float):
+        self.pooled, self.views, self.weight, self.temperature = pooled, views, float(weight), float(temperature)
 
     def __call__(self, queries: torch.Tensor, view: View, rows: torch.Tensor) -> torch.Tensor:
-        """InfoNCE of ``queries`` (this view, unit-norm) against the reference's view of the batch's documents."""
-        documents = cut(self.pooled[view.layer][rows.cpu()], view.dim).to(queries.device, queries.dtype)
+        """InfoNCE of ``queries`` (this view, as the views score) against the reference's view of the batch's
+        documents."""
+        batch = {view.layer: self.pooled[view.layer][rows.cpu()]}
+        documents = self.views.scored(batch, view).to(queries.device, queries.dtype)
         scores = queries @ documents.T / self.temperature
         return F.cross_entropy(scores, torch.arange(len(queries), device=queries.device))

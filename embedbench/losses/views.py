@@ -1,7 +1,9 @@
 """Apply a base loss to a model's views: Matryoshka, Starbucks and 2DMSE are all this module.
 
 One transformer forward per text column gives every layer needed; each view is a cut of a
-pooled layer. Which views enter the loss is the model's choice:
+pooled layer, as evaluation scores it (unit length for a cosine model, as it is for a dot-product one,
+so the base loss's inner products are the model's similarity). Which views enter the loss is the model's
+choice:
 - fixed (MRL, Starbucks, separate): every declared view, weighted, at every step;
 - ``sample: 2dmse``: each step draws one layer n < L and one dim d, and the loss covers
   (L, full), (n, full), (L, d), (n, d).
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedbench.embedding.views import View, ViewSet, cut
+from embedbench.embedding.views import View, ViewSet
 from embedbench.errors import EmbedbenchError
 
 
@@ -88,7 +90,7 @@ class ViewObjective(nn.Module):
         """The weighted sum of the base loss over ``active`` views (plus alignment) from pooled layers."""
         teachers = {self.align_target(view) for view in active} if self.align_weight else set()
         needed = set(active) | teachers
-        columns = {view: [cut(column[view.layer], view.dim) for column in pooled] for view in needed}
+        columns = {view: [self.views.scored(column, view) for column in pooled] for view in needed}
         terms = {self.views.name(view) or "/full": self.base(columns[view], None if self.compat else labels)
                  for view in active}
         total = sum(weight * terms[self.views.name(view) or "/full"] for view, weight in active.items())

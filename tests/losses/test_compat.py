@@ -20,7 +20,7 @@ def test_compat_term_contrasts_each_views_queries_with_the_references_documents(
     views = build_views(ViewsConfig(dims=[384, 64], weights=[1.0, 0.5]), encoder.n_layers, encoder.hidden_size)
     objective = build_objective(InfoNCEConfig(name="infonce"), encoder, views, ObjectiveConfig())
     reference = torch.randn(10, 384, generator=torch.Generator().manual_seed(0))  # the reference's 10 documents
-    objective.compat = CompatTerm({encoder.n_layers: reference}, weight=0.3, temperature=0.05)
+    objective.compat = CompatTerm({encoder.n_layers: reference}, views, weight=0.3, temperature=0.05)
     rows = torch.tensor([7, 2, 5])  # the batch's pairs are rows 7, 2 and 5 of the training set
     features = [minilm.preprocess(ANCHORS), minilm.preprocess(POSITIVES)]
     with torch.no_grad():

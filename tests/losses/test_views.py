@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from embedbench.config import InfoNCEConfig, ObjectiveConfig, ScoredPairLossConfig, ViewsConfig
+from embedbench.embedding.encoder import load_encoder
 from embedbench.embedding.views import build_views, cut
 from embedbench.losses import build_objective
 from embedbench.losses.infonce import InfoNCE
@@ -20,6 +21,22 @@ def test_view_objective_is_weighted_sum_over_views(minilm, encoder):
     base = InfoNCE(0.05)
     expected = base([cut(q, 384), cut(p, 384)]) + 0.5 * base([cut(q, 64), cut(p, 64)])
     assert loss == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_a_dot_product_models_loss_takes_inner_products_of_its_cuts_as_they_are(tiny_model_path):
+    """DPR and Tevatron train on inner products (at temperature 1): the loss scores as evaluation ranks."""
+    encoder = load_encoder(str(tiny_model_path), "cpu", similarity="dot")
+    views = encoder.views(ViewsConfig(dims=[32, 8]))
+    objective = build_objective(InfoNCEConfig(name="infonce", temperature=1.0), encoder, views, ObjectiveConfig())
+    anchors, positives = ["what causes anemia", "aspirin", "insulin"], ["iron deficiency", "blood", "obesity"]
+    model = encoder.model
+    with torch.no_grad():
+        loss = objective([model.preprocess(anchors), model.preprocess(positives)]).item()
+        q, p = (model(model.preprocess(t))["sentence_embedding"] for t in (anchors, positives))
+    base = InfoNCE(1.0)
+    expected = base([q, p]) + base([q[:, :8], p[:, :8]])
+    assert loss == pytest.approx(expected.item(), rel=1e-4)
+    assert loss != pytest.approx((base([cut(q, 32), cut(p, 32)]) + base([cut(q, 8), cut(p, 8)])).item(), rel=1e-2)
 
 
 def test_unknown_loss_lists_choices(encoder):

@@ -8,6 +8,7 @@ views re-normalise after cutting). Training losses and evaluation both call
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -89,6 +90,14 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
     if similarity:
         model.similarity_fn_name = str(similarity)
+    if is_static(model):
+        settings = {"model.max_seq_length": max_seq_length, "model.long": str(long) != "truncate" and long,
+                    "model.pooling": pooling, "model.bidirectional": bidirectional, "model.padding_side": padding_side}
+        for key, value in settings.items():
+            if value:
+                raise EmbedbenchError(f"{key}={value}: {name_or_path} is a static embedding model (a mean of token "
+                                      "vectors, no transformer), which the setting does not apply to")
+        return model
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     if str(long) in EXTENSIONS:
@@ -106,6 +115,14 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
                                   "end-of-sequence token to pad batches with")
         tokenizer.pad_token = tokenizer.eos_token
     return model
+
+
+def is_static(model) -> bool:
+    """Whether the model is a bag of token vectors (sentence-transformers' StaticEmbedding: Model2Vec, the
+    static-retrieval models) rather than a transformer."""
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+
+    return isinstance(model[0], StaticEmbedding)
 
 
 def own_modules(path: str) -> bool:
@@ -134,7 +151,8 @@ def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:
     """:func:`load_model` wrapped in a :class:`LayerEncoder` that knows where its weights came from and how
     they were loaded."""
     model = load_model(name_or_path, device, **options)
-    return LayerEncoder(model, resolve_model_path(str(name_or_path))[0], options)
+    kind = StaticEncoder if is_static(model) else LayerEncoder
+    return kind(model, resolve_model_path(str(name_or_path))[0], options)
 
 
 def _weights_state(model: torch.nn.Module) -> tuple:
@@ -157,8 +175,11 @@ class LayerEncoder:
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
         self.unit_length = len(self.heads) < len(model) - 1  # the model's own output is normalised
+
+    @functools.cached_property
+    def _input_names(self) -> set[str]:
         forward_params = set(inspect.signature(self.transformer.model.forward).parameters)
-        self._input_names = {"input_ids", "attention_mask", "token_type_ids"} & forward_params
+        return {"input_ids", "attention_mask", "token_type_ids"} & forward_params
 
     def saved_to(self, folder: str | None) -> None:
         """Record that ``folder`` holds the weights as they are now."""
@@ -267,7 +288,7 @@ class LayerEncoder:
         """
         lengths = self.token_lengths(texts) if lengths is None else lengths
         order = np.argsort(-lengths, kind="stable")
-        budget = batch_size * min(int(self.model.max_seq_length), BUDGET_LENGTH)
+        budget = batch_size * min(self.model.max_seq_length or BUDGET_LENGTH, BUDGET_LENGTH)
         batches, start = [], 0
         while start < len(order):
             longest = max(int(lengths[order[start]]), 1)  # sorted: the first text is the longest
@@ -306,3 +327,30 @@ class LayerEncoder:
                     result[layer][rows] = pooled[layer].float().cpu()
                 bar.update(int(lengths[index].sum()))
         return result
+
+
+class StaticEncoder(LayerEncoder):
+    """A static embedding model: its whole output (the mean of a text's token vectors, then its heads) is its
+    one layer, cut to any dim as a transformer's layers are. It runs in fp32 on torch whatever ``encode``
+    asks: a lookup and a mean, which neither a bf16 copy nor OpenVINO would speed up."""
+
+    left_padded_causal = False
+
+    @property
+    def n_layers(self) -> int:
+        return 1
+
+    def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False,
+                streams: bool = True) -> Runtime:
+        return functools.partial(self.hidden_states, through=self.model)
+
+    def hidden_states(self, features: dict, through) -> Sequence[torch.Tensor]:
+        """The model's output in layer 1's place (a transformer's hidden states start with its embeddings)."""
+        return None, through(dict(features))["sentence_embedding"]
+
+    def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
+        return {1: hidden[1].float()}
+
+    def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
+        encodings = self.model.tokenizer.encode_batch(texts, add_special_tokens=False)  # untruncated, as it reads
+        return np.asarray([len(encoding.ids) for encoding in encodings], dtype=np.int64)

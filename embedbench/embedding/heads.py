@@ -78,6 +78,8 @@ def add_lora(model, lora) -> None:
         from peft import inject_adapter_in_model
     except ImportError:
         raise EmbedbenchError("model.lora needs the peft package: pip install peft") from None
+    if not hasattr(model[0], "model"):
+        raise EmbedbenchError(f"model.lora: {type(model[0]).__name__} is not a transformer to adapt")
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=list(lora.target_modules) if lora.target_modules else None)
     try:
@@ -101,7 +103,7 @@ def merge_lora(model) -> None:
 
 
 def set_attention_dropout(network: torch.nn.Module, p: float) -> int:
-    """Dropout ``p`` on the attention probabilities of every attention module of a transformers ``network``:
+    """Dropout ``p`` on the attention probabilities of every attention module in ``network``:
     BERT-style modules hold an ``nn.Dropout`` they pass to attention, LLaMA-style ones a float. The saved
     config keeps the model's own value. Returns how many modules were changed."""
     changed = 0

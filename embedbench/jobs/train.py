@@ -267,7 +267,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)
             dropout = cfg.trainer.attention_dropout
-            if dropout is not None and not set_attention_dropout(encoder.transformer.auto_model, dropout):
+            if dropout is not None and not set_attention_dropout(encoder.model[0], dropout):
                 raise EmbedbenchError(f"trainer.attention_dropout={dropout}: {cfg.model.name_or_path} has no "
                                       "attention module holding a dropout to set")
             prompts = resolve_prompts(encoder.model, cfg.model.prompts, cfg.model.prompt_template)

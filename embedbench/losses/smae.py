@@ -31,6 +31,8 @@ from embedbench.losses.views import checked
 
 def masked_lm_head(encoder) -> nn.Module:
     """The masked-LM head of the encoder's checkpoint, its output layer tied to the encoder's word embeddings."""
+    if not hasattr(encoder.transformer, "model"):
+        raise EmbedbenchError(f"loss=smae: {type(encoder.transformer).__name__} is not a transformer to pre-train")
     hf_model = encoder.transformer.model
     source = hf_model.config._name_or_path
     verbosity = hf_logging.get_verbosity()

@@ -81,6 +81,10 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     path, local = resolve_model_path(str(name_or_path))
     if local:
         os.environ["HF_HUB_OFFLINE"] = "1"  # local weights must never trigger a hub lookup
+    kind = saved_model_type(path)
+    if kind != "SentenceTransformer":  # sentence-transformers would load only its transformer, mean-pooled
+        raise EmbedbenchError(f"model.name_or_path={name_or_path}: a sentence-transformers {kind}, not a "
+                              "dense embedder (SentenceTransformer); it would be scored as its bare transformer")
     try:
         # safetensors only: a pickled checkpoint can run code when loaded
         model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code or own_modules(path),
@@ -115,6 +119,16 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
                                   "end-of-sequence token to pad batches with")
         tokenizer.pad_token = tokenizer.eos_token
     return model
+
+
+def saved_model_type(path: str) -> str:
+    """The class a sentence-transformers model was saved from (SparseEncoder, CrossEncoder...), found where
+    sentence-transformers looks; a plain transformers checkpoint, or an older model, is a SentenceTransformer."""
+    from sentence_transformers.util.file_io import load_file_path
+
+    found = load_file_path(path, "config_sentence_transformers.json")
+    return json.loads(Path(found).read_text()).get("model_type", "SentenceTransformer") if found else \
+        "SentenceTransformer"
 
 
 def is_static(model) -> bool:

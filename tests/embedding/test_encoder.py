@@ -2,6 +2,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -91,3 +92,20 @@ def test_weights_load_in_fp32_whatever_the_checkpoint_holds_unless_asked(tiny_mo
               for dtype in ("fp32", "bf16", "auto")}
     assert loaded == {"fp32": torch.float32, "bf16": torch.bfloat16, "auto": torch.bfloat16}
     assert next(load_model(str(tmp_path / "bf16"), "cpu").parameters()).dtype == torch.float32  # the default
+
+
+@pytest.mark.parametrize("kind", ["SparseEncoder", "CrossEncoder"])
+def test_a_sparse_or_cross_encoder_is_refused_not_scored_as_its_bare_transformer(tiny_model_path, tmp_path, kind):
+    import json
+    import shutil
+
+    from embedbench.embedding.encoder import load_model
+    from embedbench.errors import EmbedbenchError
+
+    folder = shutil.copytree(tiny_model_path, tmp_path / "model")
+    config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    assert config.get("model_type", "SentenceTransformer") == "SentenceTransformer"
+    load_model(str(folder), "cpu")
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({**config, "model_type": kind}))
+    with pytest.raises(EmbedbenchError, match=f"a sentence-transformers {kind}, not a dense embedder"):
+        load_model(str(folder), "cpu")

@@ -57,6 +57,7 @@ class ModelKind(Choice):
 
 class DataFormat(Choice):
     beir = "beir"
+    pairs = "pairs"  # (anchor, positive[, negatives]) rows of a table: sentence-transformers' pair and triplet sets
     scored_pairs = "scored_pairs"
     graded_lists = "graded_lists"
     mirror = "mirror"
@@ -301,7 +302,10 @@ class TrainingSetConfig(CollectionConfig):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # needs negatives=mined
     sampler: Sampler | None = None  # null: shuffled, no duplicate texts in a batch
     tas_balanced: TasBalancedConfig = field(default_factory=TasBalancedConfig)
-    train: str | None = None  # scored_pairs / graded_lists: the training file
+    train: str | None = None  # pairs / scored_pairs / graded_lists: the training file
+    # pairs: the file's anchor, positive and any negative columns, in that order; scored_pairs: its two text
+    # columns and the score (null: the STS Benchmark layout). Header names, or 0-based positions
+    columns: List[Column] | None = None
     max_score: float = 5.0  # scored_pairs: gold scores are divided by it
     list_size: int = 8  # graded_lists: candidates per list
     text_file: str | None = None  # mirror / cropping / text: one text per line; null: the BEIR corpus

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets
 
 from embedbench.config import DataConfig, EncodeConfig
 from embedbench.data.beir import BeirDataset, load_collection
 from embedbench.data.files import data_file, jsonl_records
-from embedbench.data.tables import read_labelled, read_sts_benchmark
+from embedbench.data.tables import check_text, read_columns, read_labelled, read_scored_pairs, read_sts_benchmark
 from embedbench.embedding.cache import EmbeddingCache
 from embedbench.errors import EmbedbenchError, at
 
@@ -50,6 +51,8 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
                    cache: EmbeddingCache | None, device: str = "auto") -> Dataset:
     """The training set ``data=`` names, cut to ``max_examples``; ``encode``, ``cache`` and ``device`` serve
     the models that mine negatives and score them as teachers."""
+    if data_cfg.format == "pairs":
+        return text_pairs(data_cfg, max_examples)
     if data_cfg.format == "scored_pairs":
         return scored_pairs(data_cfg, max_examples)
     if data_cfg.format == "graded_lists":
@@ -69,9 +72,39 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
     return qrels_training_set(data_cfg, max_examples, seed, encode, cache, device)
 
 
+def text_pairs(data_cfg, max_examples: int | None) -> Dataset:
+    """(anchor, positive[, negative_1..k]) from the rows of ``data.train``: its ``data.columns`` in that order,
+    as sentence-transformers' pair and triplet sets come (NLI triplets, MS MARCO triples)."""
+    columns = list(data_cfg.columns or [])
+    if len(columns) < 2:
+        raise EmbedbenchError(f"data.columns={columns}: format=pairs reads an anchor and a positive column, then "
+                              "any negative columns (by header name or position)")
+    roles = ["anchor", "positive", *(f"negative_{i}" for i in range(1, len(columns) - 1))]
+    path = training_file(data_cfg)
+    values, lines = read_columns(path, dict(zip(roles, columns)))
+    for role, column in zip(roles, columns):
+        check_text(path, column, values[role], lines)
+    n = max_examples or len(lines)
+    return Dataset.from_dict({role: values[role][:n] for role in roles})
+
+
+def training_file(data_cfg) -> Path:
+    if not data_cfg.train:
+        raise EmbedbenchError(f"data.train: format={data_cfg.format} reads its examples from a file; give its path")
+    return data_file(data_cfg.train, "data.train")
+
+
 def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
-    """STS-style pairs, gold scores scaled to 0..1 (CoSENT and AnglE only use their order)."""
-    pairs = read_sts_benchmark(data_file(data_cfg.train, "data.train"), max_score=data_cfg.max_score)
+    """STS-style pairs, gold scores scaled to 0..1 (CoSENT and AnglE only use their order): ``data.columns``
+    (two texts and a score) of a table, or the STS Benchmark's layout."""
+    path = training_file(data_cfg)
+    if data_cfg.columns is None:
+        pairs = read_sts_benchmark(path, max_score=data_cfg.max_score)
+    elif len(data_cfg.columns) == 3:
+        pairs = read_scored_pairs(path, *data_cfg.columns, max_score=data_cfg.max_score)
+    else:
+        raise EmbedbenchError(f"data.columns={list(data_cfg.columns)}: format=scored_pairs reads two text columns "
+                              "and a score column")
     n = max_examples or len(pairs.scores)
     return Dataset.from_dict({"sentence1": pairs.sentences1[:n], "sentence2": pairs.sentences2[:n],
                               "label": [score / data_cfg.max_score for score in pairs.scores[:n]]})
@@ -80,7 +113,7 @@ def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
 def labelled_pairs(data_cfg, max_examples: int | None, seed: int) -> Dataset:
     """Each text with another text of its label as the positive and a text of another label as the negative,
     as NV-Embed trains on classification and clustering data; labels with a single distinct text give none."""
-    path = data_file(data_cfg.train, "data.train")
+    path = training_file(data_cfg)
     table = read_labelled(path, data_cfg.text_column, data_cfg.label_column)
     by_label = defaultdict(list)
     for text, label in zip(table.texts, table.labels):
@@ -103,7 +136,7 @@ def labelled_pairs(data_cfg, max_examples: int | None, seed: int) -> Dataset:
 
 def labelled_classes(data_cfg, max_examples: int | None) -> Dataset:
     """Each text with its label's index among the table's sorted labels (the class a classifier loss trains)."""
-    table = read_labelled(data_file(data_cfg.train, "data.train"), data_cfg.text_column, data_cfg.label_column)
+    table = read_labelled(training_file(data_cfg), data_cfg.text_column, data_cfg.label_column)
     index = {label: i for i, label in enumerate(sorted(set(table.labels)))}
     n = max_examples or len(table.texts)
     return Dataset.from_dict({"anchor": table.texts[:n], "label": [index[label] for label in table.labels[:n]]})
@@ -112,7 +145,7 @@ def labelled_classes(data_cfg, max_examples: int | None) -> Dataset:
 def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
     """JSON lines ``{"query": text, "docs": [text, ...], "grades": [number, ...]}``; every list is cut to
     ``list_size`` (lists shorter than that are an error: a batch needs equal lists)."""
-    path = data_file(data_cfg.train, "data.train")
+    path = training_file(data_cfg)
     size = data_cfg.list_size
     anchors, columns, labels = [], [[] for _ in range(size)], []
     for lineno, record in jsonl_records(path, ("query", "docs", "grades")):

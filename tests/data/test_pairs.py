@@ -1,10 +1,10 @@
-"""Training sets: graded lists and their errors."""
+"""Training sets: pair and triplet tables, scored pairs, graded lists and their errors."""
 import json
 
 import pytest
 
 from embedbench.config import DataConfig
-from embedbench.data.pairs import graded_lists
+from embedbench.data.pairs import graded_lists, scored_pairs, text_pairs
 from embedbench.errors import EmbedbenchError
 
 
@@ -17,3 +17,27 @@ def test_graded_lists_reader(tmp_path):
     assert ds["label"] == [[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]]
     with pytest.raises(EmbedbenchError, match=r"lists.jsonl:1: 3 docs; data.list_size=4"):
         graded_lists(DataConfig(name="lists", format="graded_lists", train=str(path), list_size=4), None)
+
+
+def test_pair_and_triplet_tables_read_their_columns_in_the_losss_order(tmp_path):
+    path = tmp_path / "triplets.csv"
+    path.write_text('neg,query,pos\n"a cat, sleeping",where is the cat,the cat sleeps\nrain,is it sunny,sun\n')
+    ds = text_pairs(DataConfig(name="t", format="pairs", train=str(path), columns=["query", "pos", "neg"]), None)
+    assert ds.column_names == ["anchor", "positive", "negative_1"]
+    assert ds[0] == {"anchor": "where is the cat", "positive": "the cat sleeps", "negative_1": "a cat, sleeping"}
+    pairs = text_pairs(DataConfig(name="t", format="pairs", train=str(path), columns=[1, 2]), 1)  # no header
+    assert pairs.column_names == ["anchor", "positive"] and pairs["anchor"] == ["query"]
+    with pytest.raises(EmbedbenchError, match=r"data.columns=\['query'\]: format=pairs reads an anchor and a"):
+        text_pairs(DataConfig(name="t", format="pairs", train=str(path), columns=["query"]), None)
+    with pytest.raises(EmbedbenchError, match=r"triplets.csv:1: .*'answer'"):
+        text_pairs(DataConfig(name="t", format="pairs", train=str(path), columns=["query", "answer"]), None)
+    with pytest.raises(EmbedbenchError, match="data.train: format=pairs reads its examples from a file"):
+        text_pairs(DataConfig(name="t", format="pairs", columns=["query", "pos"]), None)
+
+
+def test_scored_pairs_of_any_table_by_their_columns(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"a": "one", "b": "uno", "sim": 1.0}\n{"a": "two", "b": "tres", "sim": 0.2}\n')
+    ds = scored_pairs(DataConfig(name="s", format="scored_pairs", train=str(path), columns=["a", "b", "sim"],
+                                 max_score=1.0), None)
+    assert ds["sentence1"] == ["one", "two"] and ds["label"] == [1.0, 0.2]

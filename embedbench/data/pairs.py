@@ -1,6 +1,7 @@
 """Training examples as text columns, in the order the losses read them:
 - (anchor, positive[, negative_1..k][, label]) from BEIR train qrels, with mined hard negatives and
   teacher scores when asked for (contrastive and distillation objectives);
+- (anchor, positive[, negative_1..k]) from the columns of a pair or triplet table (``format: pairs``);
 - (sentence1, sentence2, label) scored pairs for CoSENT / AnglE;
 - (anchor, candidate_1..n, label) graded lists for list-wise losses;
 - (anchor, positive) made from unlabeled text (``format: mirror`` / ``cropping``);

@@ -2,9 +2,10 @@
 
 One transformer forward with ``output_hidden_states=True`` yields every
 layer; each requested layer goes through the model's own pooling head (the
-sentence-transformers modules after the transformer, minus Normalize, since
-views re-normalise after cutting). Training losses and evaluation both call
-:meth:`LayerEncoder.pooled`, so the two can never disagree about a view.
+sentence-transformers modules after the transformer, minus Normalize: the
+views re-normalise a normalising model's cuts themselves). Training losses
+and evaluation both call :meth:`LayerEncoder.pooled`, so the two can never
+disagree about a view. A static embedding model (no transformer) is one layer.
 """
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ class LayerEncoder:
         self.saved_to(source)
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
-        self.unit_length = len(self.heads) < len(model) - 1  # the model's own output is normalised
+        self.unit_length = any(isinstance(module, Normalize) for module in model)  # its own output is unit length
 
     @functools.cached_property
     def _input_names(self) -> set[str]:

@@ -42,7 +42,9 @@ class ViewSet:
 
     def scored(self, pooled: dict[int, torch.Tensor], view: View) -> torch.Tensor:
         """The view's embeddings whose inner products are the model's similarity (what retrieval ranks by)."""
-        return as_similarity(self.features(pooled, view), self.similarity)
+        if self.unit_length:
+            return self.features(pooled, view)
+        return as_similarity(pooled[view.layer][..., : view.dim], self.similarity)
 
     @property
     def layers(self) -> list[int]:

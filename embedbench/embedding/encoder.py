@@ -347,7 +347,7 @@ class LayerEncoder:
 class StaticEncoder(LayerEncoder):
     """A static embedding model: its whole output (the mean of a text's token vectors, then its heads) is its
     one layer, cut to any dim as a transformer's layers are. It runs in fp32 on torch whatever ``encode``
-    asks: a lookup and a mean, which neither a bf16 copy nor OpenVINO would speed up."""
+    asks: a lookup and a mean, with no transformer for a bf16 copy or OpenVINO to run."""
 
     left_padded_causal = False
 

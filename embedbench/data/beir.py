@@ -114,10 +114,10 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
                 raise at(path, lineno, f"expected query-id, corpus-id, score; got {len(row)} field(s)")
             try:
                 grade = int(float(row[2]))
-            except ValueError:
+            except (ValueError, OverflowError):  # not a number, or inf
                 if lineno == 1:  # a header under other names (qid, docid, rel): BEIR's reader skips any first line
                     continue
-                raise at(path, lineno, f"score {row[2]!r} is not a number") from None
+                raise at(path, lineno, f"score {row[2]!r} is not a finite number") from None
             rows.append((f"{path}:{lineno}", row[0].strip(), row[1].strip(), grade))
     return judgements(rows, queries, corpus, str(path))
 

@@ -124,9 +124,10 @@ def test_empty_corpus_and_missing_field(tmp_path):
 
 def test_qrels_bad_score(tmp_path):
     path = tmp_path / "q.tsv"
-    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
-    with pytest.raises(EmbedbenchError, match=r"q\.tsv:2: score 'high' is not a number"):
-        load_qrels(path)
+    for score in ("high", "inf", "nan"):
+        path.write_text(f"query-id\tcorpus-id\tscore\nq1\td1\t{score}\n")
+        with pytest.raises(EmbedbenchError, match=rf"q\.tsv:2: score '{score}' is not a finite number"):
+            load_qrels(path)
 
 
 def test_qrels_header_under_other_names_or_none(tmp_path):

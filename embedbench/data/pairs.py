@@ -11,6 +11,7 @@ and several of them at once (``data.sources``), each a set of its own or, with t
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets
 
 from embedbench.config import DataConfig, EncodeConfig
-from embedbench.data.beir import BeirDataset, load_collection
+from embedbench.data.beir import BeirDataset, load_collection, text_field
 from embedbench.data.files import data_file, jsonl_records
 from embedbench.data.tables import check_text, read_columns, read_labelled, read_scored_pairs, read_sts_benchmark
 from embedbench.embedding.cache import EmbeddingCache
@@ -151,11 +152,17 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
     anchors, columns, labels = [], [[] for _ in range(size)], []
     for lineno, record in jsonl_records(path, ("query", "docs", "grades")):
         docs, grades = record["docs"], record["grades"]
+        if not isinstance(docs, list) or not isinstance(grades, list):
+            raise at(path, lineno, "docs and grades are lists, one grade per doc")
         if len(docs) != len(grades):
             raise at(path, lineno, f"{len(docs)} docs but {len(grades)} grades")
         if len(docs) < size:
             raise at(path, lineno, f"{len(docs)} docs; data.list_size={size} needs at least that many")
-        anchors.append(record["query"])
+        if not all(isinstance(doc, str) for doc in docs[:size]):
+            raise at(path, lineno, f"docs {docs[:size]} are not all strings")
+        if not all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in grades):
+            raise at(path, lineno, f"grades {grades} are not all finite numbers")
+        anchors.append(text_field(path, lineno, record, "query", empty=False))
         for column, doc in zip(columns, docs[:size]):
             column.append(doc)
         labels.append([float(g) for g in grades[:size]])

@@ -17,6 +17,13 @@ def test_graded_lists_reader(tmp_path):
     assert ds["label"] == [[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]]
     with pytest.raises(EmbedbenchError, match=r"lists.jsonl:1: 3 docs; data.list_size=4"):
         graded_lists(DataConfig(name="lists", format="graded_lists", train=str(path), list_size=4), None)
+    for record, message in (({"query": "q", "docs": "abc", "grades": [1, 0, 0]}, "docs and grades are lists"),
+                            ({"query": "q", "docs": ["a", None, "c"], "grades": [1, 0, 0]}, "are not all strings"),
+                            ({"query": "q", "docs": ["a", "b", "c"], "grades": [1, "x", 0]}, "not all finite"),
+                            ({"query": None, "docs": ["a", "b", "c"], "grades": [1, 0, 0]}, "'query' is null")):
+        path.write_text(json.dumps(record) + "\n")
+        with pytest.raises(EmbedbenchError, match=rf"lists.jsonl:1: .*{message}"):
+            graded_lists(DataConfig(name="lists", format="graded_lists", train=str(path), list_size=3), None)
 
 
 def test_pair_and_triplet_tables_read_their_columns_in_the_losss_order(tmp_path):

@@ -68,25 +68,33 @@ def resolve_root(name: str, root: str | None, url: str | None = None, md5: str |
 
 
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
-    """A document id met again replaces the earlier document, as BEIR's reader takes it, with a warning."""
-    corpus, repeated = {}, []
-    for lineno, rec in jsonl_records(path, ("_id", "text")):
-        doc_id = str(rec["_id"])
-        if doc_id in corpus:
-            repeated.append((lineno, doc_id))
-        corpus[doc_id] = {field: text_field(path, lineno, rec, field) for field in ("title", "text")}
+    def document(lineno: int, rec: dict) -> dict[str, str]:
+        return {field: text_field(path, lineno, rec, field) for field in ("title", "text")}
+
+    corpus = records_by_id(path, "document", document)
     if not corpus:
         raise at(path, None, "corpus is empty")
-    if repeated:
-        lineno, doc_id = repeated[0]
-        log.warning("%s:%d: document id %r was met before (%d lines repeat an id); the last document of each id is "
-                    "kept, as BEIR's reader keeps it", path, lineno, doc_id, len(repeated))
     return corpus
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    return {str(rec["_id"]): text_field(path, lineno, rec, "text", empty=False)
-            for lineno, rec in jsonl_records(path, ("_id", "text"))}
+    return records_by_id(path, "query", lambda lineno, rec: text_field(path, lineno, rec, "text", empty=False))
+
+
+def records_by_id(path: Path, what: str, read) -> dict:
+    """{_id: read(line number, record)} over a jsonl file; an id met again replaces the earlier record, as
+    BEIR's reader takes it, with a warning."""
+    found, repeated = {}, []
+    for lineno, rec in jsonl_records(path, ("_id", "text")):
+        key = str(rec["_id"])
+        if key in found:
+            repeated.append((lineno, key))
+        found[key] = read(lineno, rec)
+    if repeated:
+        lineno, key = repeated[0]
+        log.warning("%s:%d: %s id %r was met before (%d lines repeat an id); the last %s of each id is kept, as "
+                    "BEIR's reader keeps it", path, lineno, what, key, len(repeated), what)
+    return found
 
 
 def text_field(path: Path | str, lineno: int, record: dict, key: str, empty: bool = True) -> str:

@@ -80,12 +80,16 @@ def test_missing_split_is_named(tiny):
         load_beir("tiny", tiny, "dev")
 
 
-def test_a_repeated_document_id_keeps_the_last_document_as_beir_does(tiny, caplog):
+def test_a_repeated_document_or_query_id_keeps_the_last_as_beir_does(tiny, caplog):
     with open(tiny / "corpus.jsonl", "a") as fh:
         fh.write(json.dumps({"_id": "d1", "title": "", "text": "one again"}) + "\n")
     ds = load_beir("tiny", tiny, "test")
     assert ds.doc_text("d1") == "one again" and len(ds.corpus) == 2
     assert re.search(r"corpus\.jsonl:3: document id 'd1' was met before", caplog.text)
+    with open(tiny / "queries.jsonl", "a") as fh:
+        fh.write(json.dumps({"_id": "q1", "text": "asked again"}) + "\n")
+    assert load_beir("tiny", tiny, "test").queries["q1"] == "asked again"
+    assert re.search(r"queries\.jsonl:2: query id 'q1' was met before", caplog.text)
 
 
 def test_a_judged_document_missing_from_the_corpus_is_kept_and_reported(tiny, caplog):

@@ -90,8 +90,10 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         # safetensors only: a pickled checkpoint can run code when loaded
         model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code or own_modules(path),
                                     model_kwargs={"use_safetensors": True, "dtype": WEIGHT_DTYPES[str(dtype)]})
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # transformers' words for a missing file, an unknown or untrusted model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc) or "custom code" in first:
+            first = "it runs code of its own; set model.trust_remote_code=true if you trust it"
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
     if similarity:
         model.similarity_fn_name = str(similarity)

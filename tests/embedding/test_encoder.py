@@ -109,3 +109,22 @@ def test_a_sparse_or_cross_encoder_is_refused_not_scored_as_its_bare_transformer
     (folder / "config_sentence_transformers.json").write_text(json.dumps({**config, "model_type": kind}))
     with pytest.raises(EmbedbenchError, match=f"a sentence-transformers {kind}, not a dense embedder"):
         load_model(str(folder), "cpu")
+
+
+def test_a_model_with_code_of_its_own_is_loaded_only_when_trusted(tiny_model_path, tmp_path):
+    import json
+    import shutil
+
+    from embedbench.embedding.encoder import load_model
+    from embedbench.errors import EmbedbenchError
+
+    folder = shutil.copytree(tiny_model_path, tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="ownbert", auto_map={"AutoConfig": "own.OwnConfig", "AutoModel": "own.OwnModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "own.py").write_text("from transformers import BertConfig, BertModel\n\n\nclass OwnConfig(BertConfig):\n"
+                                   "    model_type = 'ownbert'\n\n\nclass OwnModel(BertModel):\n"
+                                   "    config_class = OwnConfig\n")
+    with pytest.raises(EmbedbenchError, match="runs code of its own; set model.trust_remote_code=true"):
+        load_model(str(folder), "cpu")
+    assert type(load_model(str(folder), "cpu", trust_remote_code=True)[0].model).__name__ == "OwnModel"

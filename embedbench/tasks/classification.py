@@ -55,6 +55,9 @@ class ClassificationTask(TaskBase):
 
     @classmethod
     def load(cls, spec: ClassificationTaskConfig, train: LabelledTexts, test: LabelledTexts) -> ClassificationTask:
+        if len(set(train.labels)) < 2:
+            raise EmbedbenchError(f"{spec.train}: every text has the label {train.labels[0]!r}; a classifier needs "
+                                  "two labels at least (is the label column right?)")
         unseen = sorted(set(test.labels) - set(train.labels))
         if unseen:
             raise EmbedbenchError(f"{spec.test}: label {unseen[0]!r} never occurs in {spec.train}")

@@ -40,3 +40,16 @@ def test_undersampling_reshuffles_like_mteb():
         first_two = [i for n, i in enumerate(order) if [labels[j] for j in order[:n]].count(labels[i]) < 2]
         assert chosen == first_two and sorted(labels[i] for i in chosen) == [0, 0, 1, 1, 2]
     assert picks[0] != picks[1]
+
+
+def test_a_single_training_label_or_a_test_label_never_trained_on_is_refused_when_built():
+    from embedbench.config import ClassificationTaskConfig
+    from embedbench.errors import EmbedbenchError
+
+    spec = ClassificationTaskConfig(name="intents", train="train.csv", test="test.csv")
+    one = LabelledTexts([f"text {i}" for i in range(30)], ["billing"] * 30)
+    with pytest.raises(EmbedbenchError, match="train.csv: every text has the label 'billing'; a classifier needs two"):
+        ClassificationTask.load(spec, one, LabelledTexts(["x"], ["billing"]))
+    two = LabelledTexts(["a", "b"], ["billing", "refund"])
+    with pytest.raises(EmbedbenchError, match="test.csv: label 'login' never occurs in train.csv"):
+        ClassificationTask.load(spec, two, LabelledTexts(["x"], ["login"]))

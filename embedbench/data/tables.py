@@ -198,6 +198,8 @@ def read_scored_pairs(path, text1_column: Column, text2_column: Column, score_co
             raise at(path, lineno, f"score column {score_column!r}: {score} is outside [{min_score}, {max_score}] "
                                    "(set min_score / max_score)")
         scores.append(score)
+    if len(set(scores)) < 2:
+        raise at(path, None, f"every pair has the score {scores[0]}; a ranking of the pairs needs scores that differ")
     return ScoredPairs(values["text1"], values["text2"], scores)
 
 

@@ -80,13 +80,16 @@ def test_scores_outside_the_range_and_formats_by_extension(tmp_path):
     with pytest.raises(EmbedbenchError, match=r"SICK\.txt:2: .* 0\.5 is outside \[1, 5\] \(set min_score"):
         read_scored_pairs(path, "sentence_A", "sentence_B", "relatedness_score", min_score=1, max_score=5)
     odd = tmp_path / "pairs.dat"
-    odd.write_text("a\tb\t1\n")
+    odd.write_text("a\tb\t1\nc\td\t2\n")
     with pytest.raises(EmbedbenchError, match=r"pairs\.dat: cannot tell the format from the extension '\.dat'"):
         read_scored_pairs(odd, 0, 1, 2)
-    assert read_scored_pairs(odd, 0, 1, 2, Layout("tsv")).scores == [1.0]
+    assert read_scored_pairs(odd, 0, 1, 2, Layout("tsv")).scores == [1.0, 2.0]
     quoted = tmp_path / "pairs.csv"
-    quoted.write_text('s1,s2,score\n"a, quoted",b,4\n')
-    assert read_scored_pairs(quoted, "s1", "s2", "score").sentences1 == ["a, quoted"]
+    quoted.write_text('s1,s2,score\n"a, quoted",b,4\nc,d,3\n')
+    assert read_scored_pairs(quoted, "s1", "s2", "score").sentences1 == ["a, quoted", "c"]
+    quoted.write_text('s1,s2,score\na,b,4\nc,d,4\n')  # one score for all: no ranking to correlate with
+    with pytest.raises(EmbedbenchError, match=r"pairs\.csv: every pair has the score 4\.0; a ranking of the pairs"):
+        read_scored_pairs(quoted, "s1", "s2", "score")
     with pytest.raises(EmbedbenchError, match=r"column 's1' is a name, but the file is read without a header"):
         read_scored_pairs(quoted, "s1", 1, 2, Layout(header=False))
 

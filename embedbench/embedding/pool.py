@@ -8,6 +8,7 @@ rounding of differently composed batches.
 """
 from __future__ import annotations
 
+import math
 import queue
 import shutil
 import tempfile
@@ -46,10 +47,10 @@ def deal(lengths: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 def _worker(model: dict, device: str, threads: int, precision: str, backend: str, batch_size: int, jobs, results):
-    from embedbench.embedding.encoder import LayerEncoder, load_model
+    from embedbench.embedding.encoder import load_encoder
 
     torch.set_num_threads(threads)
-    encoder = LayerEncoder(load_model(device=device, **model))
+    encoder = load_encoder(device=device, **model)
     runtime = encoder.runtime(precision, backend)
     while (job := jobs.get()) is not None:
         key, texts, layers, lengths = job
@@ -73,8 +74,9 @@ class EncoderPool:
         self.folder = None if source else tempfile.mkdtemp(prefix="embedbench-encoder-")
         if self.folder:
             encoder.model.save(self.folder, safe_serialization=True)
+        length = encoder.model.max_seq_length  # a static model reads whole texts: no length to pass on
         model = {**encoder.options, "name_or_path": source or self.folder,
-                 "max_seq_length": encoder.model.max_seq_length,
+                 "max_seq_length": length if length != math.inf else None,
                  "trust_remote_code": encoder.model.trust_remote_code}
         self.jobs = [context.Queue() for _ in devices]
         self.results = context.Queue()

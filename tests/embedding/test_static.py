@@ -42,6 +42,14 @@ def test_a_static_model_is_one_layer_encoded_as_sentence_transformers_encodes_it
     torch.testing.assert_close(pooled[1], model.encode(TEXTS, convert_to_tensor=True), atol=1e-6, rtol=1e-5)
 
 
+def test_a_static_model_encodes_over_device_workers_as_in_one_process(static_model):
+    _, folder = static_model
+    encoder = load_encoder(str(folder), "cpu")
+    pooled = Embedder(encoder, [1], EncodeConfig(precision="fp32", backend="torch", devices=["cpu", "cpu"]))(
+        TEXTS, "static")
+    torch.testing.assert_close(pooled[1], encoder.encode(TEXTS, [1])[1], atol=1e-6, rtol=1e-5)
+
+
 @needs_data
 def test_a_static_models_views_score_as_mteb_scores_the_model(static_model):
     model, folder = static_model

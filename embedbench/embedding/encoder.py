@@ -78,6 +78,7 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     bf16 checkpoint in bf16), with ``model.pooling``, ``bidirectional``, ``padding_side`` and a position
     extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
     from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
 
     path, local = resolve_model_path(str(name_or_path))
     if local:
@@ -97,6 +98,9 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: cannot load ({first})") from exc
     if similarity:
         model.similarity_fn_name = str(similarity)
+    if not isinstance(model[0], Transformer) and not is_static(model):  # a router, word vectors, CLIP...
+        raise EmbedbenchError(f"model.name_or_path={name_or_path}: its first module is {type(model[0]).__name__}; "
+                              "embedbench encodes through a transformer (or a StaticEmbedding model)")
     if is_static(model):
         settings = {"model.max_seq_length": max_seq_length, "model.long": str(long) != "truncate" and long,
                     "model.pooling": pooling, "model.bidirectional": bidirectional, "model.padding_side": padding_side}

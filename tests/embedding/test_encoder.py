@@ -128,3 +128,18 @@ def test_a_model_with_code_of_its_own_is_loaded_only_when_trusted(tiny_model_pat
     with pytest.raises(EmbedbenchError, match="runs code of its own; set model.trust_remote_code=true"):
         load_model(str(folder), "cpu")
     assert type(load_model(str(folder), "cpu", trust_remote_code=True)[0].model).__name__ == "OwnModel"
+
+
+def test_a_model_that_is_not_a_transformer_nor_static_is_refused(tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, WordEmbeddings
+    from sentence_transformers.sentence_transformer.modules.tokenizer import WhitespaceTokenizer
+
+    from embedbench.embedding.encoder import load_model
+    from embedbench.errors import EmbedbenchError
+
+    vectors = np.random.default_rng(0).random((3, 8), dtype=np.float32)  # an averaged word-vectors model
+    SentenceTransformer(modules=[WordEmbeddings(WhitespaceTokenizer(["the", "cat", "sat"]), vectors), Pooling(8)],
+                        device="cpu").save(str(tmp_path / "words"))
+    with pytest.raises(EmbedbenchError, match="its first module is WordEmbeddings; embedbench encodes through a"):
+        load_model(str(tmp_path / "words"), "cpu")

@@ -21,12 +21,11 @@ import faiss
 import numpy as np
 
 from embedbench.atomic import atomic_write
-from embedbench.config import EncodeConfig, MiningConfig
+from embedbench.config import EncodeConfig, MiningConfig, ViewsConfig
 from embedbench.data.beir import BeirDataset
 from embedbench.embedding.cache import EmbeddingCache, texts_fingerprint
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, resolve_device
-from embedbench.embedding.views import as_similarity
 from embedbench.errors import EmbedbenchError
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,9 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: Mining
     encoder = load_encoder(mining.model, resolve_device(device))
     layer = encoder.n_layers
     embed = Embedder(encoder, [layer], encode, cache)
-    similarity = encoder.similarity
+    views = encoder.views(ViewsConfig())  # the full view, scored as the miner scores
     settings = json.dumps({"ranks": [lo, hi], "count": count, "margin": margin, "seed": seed,
-                           "similarity": similarity})
+                           "similarity": views.similarity})
     key = hashlib.sha256("|".join([embed.fingerprint, pairs_key(ds, pairs), settings]).encode()).hexdigest()
     path = Path(mining.store) / f"{ds.name}-{key[:20]}.jsonl"
     if path.is_file():
@@ -81,7 +80,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: Mining
         return MinedSet(rows, path, 0)
 
     qids = list(dict.fromkeys(q for q, _ in pairs))
-    queries = as_similarity(embed([ds.queries[q] for q in qids], "mining: queries")[layer], similarity).numpy()
+    queries = views.scored(embed([ds.queries[q] for q in qids], "mining: queries"), views.full).numpy()
     wanted = {(q, d) for q, d in pairs}
     positive_score: dict[tuple[str, str], float] = {}
     doc_ids = list(ds.corpus)
@@ -91,8 +90,7 @@ def mine_negatives(ds: BeirDataset, pairs: list[tuple[str, str]], mining: Mining
     shard = mining.shard_docs
     for start in range(0, len(doc_ids), shard):
         ids = doc_ids[start:start + shard]
-        docs = as_similarity(embed([ds.doc_text(d) for d in ids], f"mining: corpus {start:,}+")[layer],
-                             similarity).numpy()
+        docs = views.scored(embed([ds.doc_text(d) for d in ids], f"mining: corpus {start:,}+"), views.full).numpy()
         index = faiss.IndexFlatIP(docs.shape[1])
         index.add(docs)
         scores, found = index.search(queries, min(k, len(ids)))

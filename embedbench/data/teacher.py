@@ -15,13 +15,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from embedbench.atomic import atomic_write
-from embedbench.config import EncodeConfig, TeacherConfig
+from embedbench.config import EncodeConfig, TeacherConfig, ViewsConfig
 from embedbench.data.beir import BeirDataset
 from embedbench.embedding.cache import EmbeddingCache, weights_fingerprint
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, resolve_batch_size, resolve_device
 from embedbench.embedding.sources import resolve_model_path
-from embedbench.embedding.views import as_similarity
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,14 @@ def _scorer(kind: str, teacher_cfg, encode_cfg, cache, device: str):
     encoder = load_encoder(teacher_cfg.model, resolve_device(device))
     embed = Embedder(encoder, [encoder.n_layers], encode_cfg, cache)
 
-    similarity = encoder.similarity
+    views = encoder.views(ViewsConfig())  # the full view, scored as the teacher scores
 
     def embedder(ds, rows):
         qids = list(dict.fromkeys(r["query"] for r in rows))
         docs = list(dict.fromkeys(d for r in rows for d in _candidates(r)))
-        q = as_similarity(embed([ds.queries[i] for i in qids], "teacher: queries")[encoder.n_layers], similarity)
-        d = as_similarity(embed([ds.doc_text(i) for i in docs], "teacher: documents")[encoder.n_layers], similarity)
+        q = views.scored(embed([ds.queries[i] for i in qids], "teacher: queries"), views.full)
+        d = views.scored(embed([ds.doc_text(i) for i in docs], "teacher: documents"), views.full)
         q_row, d_row = {i: n for n, i in enumerate(qids)}, {i: n for n, i in enumerate(docs)}
         return [[float(q[q_row[r["query"]]] @ d[d_row[doc]]) for doc in _candidates(r)] for r in rows]
 
-    return embedder, f"{embed.fingerprint}|{similarity}"
+    return embedder, f"{embed.fingerprint}|{views.similarity}"

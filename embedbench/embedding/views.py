@@ -41,10 +41,10 @@ class ViewSet:
         return F.normalize(sliced, p=2, dim=-1) if self.unit_length else sliced
 
     def scored(self, pooled: dict[int, torch.Tensor], view: View) -> torch.Tensor:
-        """The view's embeddings whose inner products are the model's similarity (what retrieval ranks by)."""
-        if self.unit_length:
-            return self.features(pooled, view)
-        return as_similarity(pooled[view.layer][..., : view.dim], self.similarity)
+        """The view's embeddings whose inner products are the model's similarity (what retrieval ranks by):
+        unit length for a cosine model or a normalising one, as they are for an unnormalised dot model."""
+        sliced = pooled[view.layer][..., : view.dim]
+        return F.normalize(sliced, p=2, dim=-1) if self.unit_length or self.similarity == COSINE else sliced
 
     @property
     def layers(self) -> list[int]:
@@ -142,8 +142,3 @@ def with_grid(views: ViewSet, grid) -> ViewSet:
 def cut(pooled: torch.Tensor, dim: int) -> torch.Tensor:
     """The first ``dim`` coordinates, re-normalised to unit length."""
     return F.normalize(pooled[..., :dim], p=2, dim=-1)
-
-
-def as_similarity(emb: torch.Tensor, similarity: str) -> torch.Tensor:
-    """``emb`` as inner products score it under ``similarity``: unit rows for cosine, as they are for dot."""
-    return F.normalize(emb, p=2, dim=-1) if similarity == COSINE else emb

@@ -82,3 +82,18 @@ def test_short_bands_fill_up_with_distinct_unjudged_random_documents(tmp_path, t
 def test_bad_rank_band_is_refused():
     with pytest.raises(EmbedbenchError, match="data.mining: ranks"):
         MiningConfig(count=2, ranks=[5, 6])
+
+
+def test_a_normalising_miner_that_declares_dot_product_mines_as_its_cosine_twin(tmp_path, train_split, minilm):
+    """Its own output is unit length, so its inner products are cosines: the miner scores what the model
+    outputs, not the pooled vectors before its Normalize module."""
+    import copy
+
+    ds, pairs = train_split
+    dot = copy.deepcopy(minilm)
+    dot.similarity_fn_name = "dot"
+    dot.save(str(tmp_path / "dot"))
+    cosine = mine_negatives(ds, pairs, _mining(tmp_path / "a"), ENCODE, None, seed=3, device="cpu")
+    declared_dot = mine_negatives(ds, pairs, _mining(tmp_path / "b", model=str(tmp_path / "dot")), ENCODE, None,
+                                  seed=3, device="cpu")
+    assert declared_dot.rows == cosine.rows

@@ -60,3 +60,14 @@ def test_grid_uses_the_models_dims_and_checks_bounds():
     assert with_grid(mrl, None) is mrl
     with pytest.raises(EmbedbenchError, match="eval.grid: layer 9"):
         with_grid(mrl, {"layers": [9]})
+
+
+@pytest.mark.parametrize("unit_length, similarity, norms", [(True, "cosine", [1, 1]), (True, "dot", [1, 1]),
+                                                            (False, "cosine", [1, 1]), (False, "dot", [13, 5])])
+def test_a_view_is_scored_at_unit_length_unless_the_model_is_an_unnormalised_dot_model(unit_length, similarity,
+                                                                                       norms):
+    views = build_views(ViewsConfig(dims=[3, 2]), 1, 3, unit_length, similarity)
+    pooled = {1: torch.tensor([[3.0, 4.0, 12.0]])}  # the model's output before any Normalize module
+    assert [views.scored(pooled, view).norm().item() for view in views.views] == pytest.approx(norms)
+    features = [views.features(pooled, view).norm().item() for view in views.views]
+    assert features == pytest.approx([1, 1] if unit_length else [13, 5])  # what classifiers and k-means see

@@ -29,6 +29,7 @@ from embedbench.errors import EmbedbenchError
 
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
 BUDGET_LENGTH = 512  # a batch's token budget counts texts of at most this length (BERT's full length)
+STATIC_BATCH = 1024  # texts per batch of a static model: a lookup and a mean each, so batches can be large
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -375,3 +376,19 @@ class StaticEncoder(LayerEncoder):
     def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
         encodings = self.model.tokenizer.encode_batch(texts, add_special_tokens=False)  # untruncated, as it reads
         return np.asarray([len(encoding.ids) for encoding in encodings], dtype=np.int64)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], layers: list[int], batch_size: int = 16, precision: str = "fp32",
+               desc: str = "encode", backend: str = "torch", runtime: Runtime | None = None,
+               lengths: np.ndarray | None = None, progress: bool = True) -> dict[int, torch.Tensor]:
+        """{1: float32 CPU tensor [len(texts), width]}: the texts in input order, each tokenised once. A bag of
+        token vectors has no padding for length-sorted batches to save, so nothing counts tokens beforehand."""
+        self.model.eval()
+        result = torch.empty(len(texts), self.hidden_size)
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress or len(texts) <= STATIC_BATCH) as bar:
+            for start in range(0, len(texts), STATIC_BATCH):
+                batch = texts[start:start + STATIC_BATCH]
+                embedded = self.model(self._features(batch))["sentence_embedding"]
+                result[start:start + len(batch)] = embedded.float().cpu()
+                bar.update(len(batch))
+        return {layer: result for layer in layers}

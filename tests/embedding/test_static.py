@@ -42,6 +42,24 @@ def test_a_static_model_is_one_layer_encoded_as_sentence_transformers_encodes_it
     torch.testing.assert_close(pooled[1], model.encode(TEXTS, convert_to_tensor=True), atol=1e-6, rtol=1e-5)
 
 
+def test_a_static_model_tokenises_each_text_once(static_model):
+    _, folder = static_model
+    encoder = load_encoder(str(folder), "cpu")
+    tokenizer, seen = encoder.model[0].tokenizer, []
+
+    class Counting:  # the model's own tokenizer, each text it is given noted
+        def encode_batch(self, texts, **kwargs):
+            seen.extend(texts)
+            return tokenizer.encode_batch(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    encoder.model[0].tokenizer = Counting()
+    Embedder(encoder, [1], EncodeConfig(precision="fp32"))(TEXTS, "static")
+    assert sorted(seen) == sorted(TEXTS)
+
+
 def test_a_static_model_encodes_over_device_workers_as_in_one_process(static_model):
     _, folder = static_model
     encoder = load_encoder(str(folder), "cpu")

@@ -363,15 +363,12 @@ class StaticEncoder(LayerEncoder):
         return 1
 
     def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False,
-                streams: bool = True) -> Runtime:
-        return functools.partial(self.hidden_states, through=self.model)
+                streams: bool = True) -> None:
+        return None  # nothing to copy or convert: :meth:`encode` runs the model itself
 
-    def hidden_states(self, features: dict, through) -> Sequence[torch.Tensor]:
-        """The model's output in layer 1's place (a transformer's hidden states start with its embeddings)."""
-        return None, through(dict(features))["sentence_embedding"]
-
-    def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
-        return {1: hidden[1].float()}
+    def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
+        """{1: the model's output} for tokenised ``features``, with gradients; ``through``: as for a transformer."""
+        return {1: (through or self.model)(dict(features))["sentence_embedding"]}
 
     def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
         encodings = self.model.tokenizer.encode_batch(texts, add_special_tokens=False)  # untruncated, as it reads
@@ -388,7 +385,6 @@ class StaticEncoder(LayerEncoder):
         with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress or len(texts) <= STATIC_BATCH) as bar:
             for start in range(0, len(texts), STATIC_BATCH):
                 batch = texts[start:start + STATIC_BATCH]
-                embedded = self.model(self._features(batch))["sentence_embedding"]
-                result[start:start + len(batch)] = embedded.float().cpu()
+                result[start:start + len(batch)] = self.pooled(self._features(batch), [1])[1].float().cpu()
                 bar.update(len(batch))
         return {layer: result for layer in layers}

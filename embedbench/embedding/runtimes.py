@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -123,6 +124,10 @@ class OpenVinoRuntime:
         self.names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
                       if name in input_names and name in example]
         wrapped = _AllLayers(model, self.names).eval()
+        root = logging.getLogger()
+        # the converter sets the root logger to ERROR and puts it back only when it succeeds: a failed
+        # conversion would silence every later warning of the process
+        root_state = root.level, list(root.filters), list(root.handlers)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # tracing touches attributes (loss_type) that only warn
         try:
@@ -131,14 +136,16 @@ class OpenVinoRuntime:
                 converted = ov.convert_model(wrapped, example_input=tuple(example[n].cpu() for n in self.names),
                                              input=[ov.PartialShape([-1, -1])] * len(self.names))
         except Exception as exc:  # a model's own code that tracing cannot follow
-            root = exc
-            while root.__cause__ is not None:  # OpenVINO wraps the tracer's error in its own advice
-                root = root.__cause__
-            reason = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
+            cause = exc
+            while cause.__cause__ is not None:  # OpenVINO wraps the tracer's error in its own advice
+                cause = cause.__cause__
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
             raise EmbedbenchError(f"encode.backend=openvino: OpenVINO could not convert {type(model).__name__} "
                                   f"({reason[:200]}); encode.backend=torch encodes it without OpenVINO") from exc
         finally:
             hf_logging.set_verbosity(verbosity)
+            root.setLevel(root_state[0])
+            root.filters, root.handlers = root_state[1], root_state[2]
         self.compiled = openvino_core().compile_model(converted, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),

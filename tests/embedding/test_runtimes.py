@@ -1,4 +1,5 @@
 """The encoding runtimes: torch fp32 (the reference), a bf16 copy of the weights, OpenVINO (fp32, bf16)."""
+import logging
 import subprocess
 import sys
 
@@ -158,7 +159,9 @@ def test_a_model_openvino_cannot_convert_is_named_in_one_line(tiny_model_path):
         if torch.jit.is_tracing():
             raise RuntimeError("data-dependent control flow\nsecond line")
     encoder.transformer.model.register_forward_pre_hook(untraceable, with_kwargs=True)
+    level = logging.getLogger().level
     with pytest.raises(EmbedbenchError, match=r"could not convert BertModel \(data-dependent control flow\); "
                                               r"encode.backend=torch"):
         encoder.runtime("bf16", "openvino")
+    assert logging.getLogger().level == level  # the converter's ERROR level undone: later warnings still show
     assert encoder.encode(["still encodes"], [2], precision="bf16", backend="torch")[2].isfinite().all()

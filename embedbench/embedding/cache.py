@@ -3,8 +3,9 @@
 An entry holds one layer's pooled (un-normalised) embeddings, so any dim, index or metric
 can be computed from it. Keys hash everything that changes the numbers: the weights
 themselves (not their path), the pooling head, max length, precision, layer and the texts.
-Writes go to a temporary file renamed into place, so parallel jobs never read a torn entry;
-the folder is trimmed to a size bound, oldest-used first.
+The same folder keeps the models OpenVINO converted (:mod:`embedbench.embedding.runtimes`), within
+the same bound. Writes go to a temporary file renamed into place, so parallel jobs never read a torn
+entry; the folder is trimmed to a size bound, oldest-used first.
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ class EmbeddingCache:
     is found out when read, reported, and encoded again, never scored."""
 
     FORMAT = "v2"  # in the key: entries of another layout are never read, and get trimmed in time
+    SUFFIXES = (".npy", ".ov")  # layers' embeddings; converted models
 
     def __init__(self, root: Path, max_bytes: int):
         self.root = Path(root)
@@ -96,11 +98,7 @@ class EmbeddingCache:
 
     @staticmethod
     def _read(path: Path, rows: int) -> torch.Tensor:
-        data = path.read_bytes()
-        body, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:]
-        if len(data) <= DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
-            raise ValueError("checksum mismatch: cut short or altered")
-        array = np.load(io.BytesIO(body))
+        array = np.load(io.BytesIO(_checked_body(path)))
         if array.ndim != 2 or array.shape[0] != rows:
             raise ValueError(f"shape {array.shape}, expected {rows} rows")
         return torch.from_numpy(array)
@@ -110,14 +108,34 @@ class EmbeddingCache:
         for layer, tensor in pooled.items():
             buffer = io.BytesIO()
             np.save(buffer, tensor.numpy())
-            body = buffer.getvalue()
-            with atomic_write(self._path(model_key, texts_key, layer), "wb") as fh:
-                fh.write(body + hashlib.sha256(body).digest())
+            _write_checked(self._path(model_key, texts_key, layer), buffer.getvalue())
         self.trim()
+
+    def _blob_path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.ov"
+
+    def get_blob(self, key: str) -> bytes | None:
+        """The bytes stored under ``key`` (a converted model), or None when absent or damaged (reported)."""
+        path = self._blob_path(key)
+        try:
+            body = _checked_body(path)
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            log.warning("embedding cache: %s is damaged (%s); converting again", path, exc)
+            return None
+        os.utime(path)
+        return body
+
+    def put_blob(self, key: str, body: bytes) -> None:
+        """Keep ``body`` under ``key`` unless it alone would take over half the size bound."""
+        if len(body) <= self.max_bytes // 2:
+            _write_checked(self._blob_path(key), body)
+            self.trim()
 
     def trim(self) -> None:
         entries = []
-        for path in self.root.glob("*/*.npy"):
+        for path in (path for suffix in self.SUFFIXES for path in self.root.glob(f"*/*{suffix}")):
             try:
                 stat = path.stat()
             except FileNotFoundError:  # removed by a parallel job
@@ -129,3 +147,18 @@ class EmbeddingCache:
                 break
             path.unlink(missing_ok=True)
             total -= size
+
+
+def _checked_body(path: Path) -> bytes:
+    """An entry's bytes without the SHA-256 that ends it; ValueError if they do not match it."""
+    data = path.read_bytes()
+    body, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:]
+    if len(data) <= DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
+        raise ValueError("checksum mismatch: cut short or altered")
+    return body
+
+
+def _write_checked(path: Path, body: bytes) -> None:
+    with atomic_write(path, "wb") as fh:
+        fh.write(body)
+        fh.write(hashlib.sha256(body).digest())

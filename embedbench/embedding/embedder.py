@@ -60,16 +60,20 @@ class Embedder:
             return merged(pooled, owners, len(texts), self.encoder.options.get("long_pooling", "mean"))
         return self._encode_texts(texts, desc)
 
+    def runtime(self):
+        """The encoder's runtime at this embedder's settings; an OpenVINO conversion is kept in the cache."""
+        return self.encoder.runtime(self.precision, self.backend, cache=self.cache,
+                                    weights_key=self.fingerprint if self.cache else "")
+
     def _encode_texts(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         if self.shared_by_ranks:
-            self._engine = self._engine or RankShards(self.encoder, self.encoder.runtime(self.precision, self.backend),
-                                                      self.batch_size)
+            self._engine = self._engine or RankShards(self.encoder, self.runtime(), self.batch_size)
             return self._engine.encode(texts, self.layers, desc)
         if len(self.devices) > 1:
             self._engine = self._engine or EncoderPool(self.encoder, self.devices, self.precision, self.backend,
                                                        self.batch_size)
             return self._engine.encode(texts, self.layers, desc)
-        self._engine = self._engine or self.encoder.runtime(self.precision, self.backend)
+        self._engine = self._engine or self.runtime()
         return self.encoder.encode(texts, self.layers, self.batch_size, desc=desc, runtime=self._engine)
 
     def log_stats(self) -> None:

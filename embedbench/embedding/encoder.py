@@ -265,18 +265,20 @@ class LayerEncoder:
             config.output_hidden_states = False
 
     def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False,
-                streams: bool = True) -> Runtime:
+                streams: bool = True, cache=None, weights_key: str = "") -> Runtime:
         """What maps tokenised features to every layer's hidden states for encoding (embedbench/runtimes.py).
 
         Build it once per set of texts to encode: the bf16 and OpenVINO ones copy or convert the weights
-        as they are now, so a runtime made before a training step does not see that step.
+        as they are now, so a runtime made before a training step does not see that step. ``cache`` and
+        ``weights_key`` (the weights' fingerprint): where OpenVINO keeps its converted model.
         """
         backend = resolve_backend(backend, precision, self.device.type, self.left_padded_causal)
         model = self.transformer.model
         if backend == "openvino":
             # two lengths, so the traced example batch is padded
             example = self.model.preprocess(["padding", "an example long enough to need the padding"])
-            return OpenVinoRuntime(model, self._input_names, example, precision, profile, streams)
+            return OpenVinoRuntime(model, self._input_names, example, precision, profile, streams, cache,
+                                   weights_key, self.options)
         return torch_runtime(model, self._input_names, torch.bfloat16 if precision == "bf16" else None)
 
     def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
@@ -363,7 +365,7 @@ class StaticEncoder(LayerEncoder):
         return 1
 
     def runtime(self, precision: str = "fp32", backend: str = "torch", profile: bool = False,
-                streams: bool = True) -> None:
+                streams: bool = True, cache=None, weights_key: str = "") -> None:
         return None  # nothing to copy or convert: :meth:`encode` runs the model itself
 
     def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:

@@ -42,7 +42,7 @@ class RankShards:
 
 def serve(embedder) -> None:
     """A rank other than 0: encode each share rank 0 deals, with ``embedder``'s runtime, until it says stop."""
-    runtime = embedder.encoder.runtime(embedder.precision, embedder.backend)
+    runtime = embedder.runtime()
     while True:
         job = [None]
         dist.scatter_object_list(job, None, src=0)

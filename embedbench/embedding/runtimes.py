@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import inspect
 import logging
+import struct
+import tempfile
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -101,6 +105,48 @@ class _AllLayers(torch.nn.Module):
         return self.model(**inputs, output_hidden_states=True, return_dict=True).hidden_states
 
 
+def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], options: dict) -> str:
+    """What a converted model depends on besides ``weights_key`` (the state dict's hash): buffers outside the
+    state dict (rotary frequencies), the configuration, the model's own code, the loading options that patch
+    it (``bidirectional``), the inputs traced and the versions of the converter and of what it traces."""
+    import openvino as ov
+    import transformers
+
+    digest = hashlib.sha256(weights_key.encode())
+    persistent = set(model.state_dict())
+    for name, buffer in model.named_buffers():
+        if name not in persistent:
+            digest.update(name.encode())
+            digest.update(buffer.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    source = inspect.getsourcefile(type(model))
+    parts = [model.config.to_json_string(), str(getattr(model.config, "_attn_implementation", None)),
+             type(model).__qualname__, hashlib.sha256(open(source, "rb").read()).hexdigest() if source else "",
+             repr(sorted(options.items())), ",".join(names), ov.__version__, torch.__version__,
+             transformers.__version__]
+    digest.update("|".join(parts).encode())
+    return digest.hexdigest()
+
+
+def _serialised(converted) -> bytes:
+    """A converted model as one blob: the length of its XML graph, the graph, then its weights."""
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory() as folder:
+        xml = f"{folder}/model.xml"
+        ov.save_model(converted, xml, compress_to_fp16=False)  # fp16 would round the weights a second time
+        graph, weights = open(xml, "rb").read(), open(f"{folder}/model.bin", "rb").read()
+    return struct.pack("<Q", len(graph)) + graph + weights
+
+
+def _deserialised(blob: bytes):
+    import numpy as np
+    import openvino as ov
+
+    (length,) = struct.unpack_from("<Q", blob)
+    graph, weights = blob[8:8 + length], np.frombuffer(blob, np.uint8, offset=8 + length)
+    return openvino_core().read_model(graph, ov.Tensor(weights))
+
+
 class OpenVinoRuntime:
     """``model`` converted once to OpenVINO (dynamic batch and length) and compiled for the CPU in streams:
     :meth:`map` keeps one batch per stream in flight, each stream on cores of its own, rather than every core
@@ -114,15 +160,38 @@ class OpenVinoRuntime:
     :meth:`map`, before asking for the next batch).
     ``profile``: keep OpenVINO's per-node timings of the last call in ``request.profiling_info``.
     ``streams=False``: one stream, every core on each batch (what scripts/bench_encode.py compares with).
+    ``cache``: an :class:`~embedbench.embedding.cache.EmbeddingCache` that keeps the converted model (under
+    :func:`conversion_key` of ``weights_key`` and ``options``), so the next run with the same weights skips
+    converting; the graph read back is the one converted, so the numbers are the same.
     """
 
     def __init__(self, model: torch.nn.Module, input_names: set[str], example: dict, precision: str,
-                 profile: bool = False, streams: bool = True):
+                 profile: bool = False, streams: bool = True, cache=None, weights_key: str = "",
+                 options: dict | None = None):
+        self.names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
+                      if name in input_names and name in example]
+        key = conversion_key(weights_key, model, self.names, options or {}) if cache is not None else None
+        blob = cache.get_blob(key) if key else None
+        if blob is None:
+            converted = self._convert(model, example)
+            if key:
+                cache.put_blob(key, _serialised(converted))
+        else:
+            converted = _deserialised(blob)
+        self.compiled = openvino_core().compile_model(converted, "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY",
+            "PERF_COUNT": profile,
+        })
+        self.requests = [self.compiled.create_infer_request()
+                         for _ in range(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))]
+        self.request = self.requests[0]
+
+    def _convert(self, model: torch.nn.Module, example: dict):
         import openvino as ov
         from transformers.utils import logging as hf_logging
 
-        self.names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
-                      if name in input_names and name in example]
         wrapped = _AllLayers(model, self.names).eval()
         root = logging.getLogger()
         # the converter sets the root logger to ERROR and puts it back only when it succeeds: a failed
@@ -133,8 +202,8 @@ class OpenVinoRuntime:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about Python branches on shapes
-                converted = ov.convert_model(wrapped, example_input=tuple(example[n].cpu() for n in self.names),
-                                             input=[ov.PartialShape([-1, -1])] * len(self.names))
+                return ov.convert_model(wrapped, example_input=tuple(example[n].cpu() for n in self.names),
+                                        input=[ov.PartialShape([-1, -1])] * len(self.names))
         except Exception as exc:  # a model's own code that tracing cannot follow
             cause = exc
             while cause.__cause__ is not None:  # OpenVINO wraps the tracer's error in its own advice
@@ -146,15 +215,6 @@ class OpenVinoRuntime:
             hf_logging.set_verbosity(verbosity)
             root.setLevel(root_state[0])
             root.filters, root.handlers = root_state[1], root_state[2]
-        self.compiled = openvino_core().compile_model(converted, "CPU", {
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY",
-            "PERF_COUNT": profile,
-        })
-        self.requests = [self.compiled.create_infer_request()
-                         for _ in range(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))]
-        self.request = self.requests[0]
 
     def _inputs(self, features: dict) -> list:
         return [features[name].numpy() for name in self.names]

@@ -65,3 +65,17 @@ def test_a_damaged_entry_is_reported_and_encoded_again_never_returned(tmp_path, 
     fresh = {6: torch.randn(2, 8)}
     cache.put("m", TEXTS, fresh)  # the run encodes again and replaces the entry
     assert torch.equal(cache.get("m", TEXTS, [6])[6], fresh[6])
+
+
+def test_kept_blobs_share_the_size_bound_and_one_over_half_of_it_is_not_kept(tmp_path):
+    cache = EmbeddingCache(tmp_path, 1000)
+    cache.put_blob("big", bytes(501))
+    assert cache.get_blob("big") is None and not list(tmp_path.rglob("*.ov"))
+    cache.put_blob("converted", bytes(400))
+    assert cache.get_blob("converted") == bytes(400)
+    for i in range(3):  # embeddings written later push the least recently used blob out
+        cache.put(f"m{i}", TEXTS, {6: torch.randn(2, 8)})
+    assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) <= 1000
+    for i in range(6):
+        cache.put(f"n{i}", TEXTS, {6: torch.randn(2, 8)})
+    assert cache.get_blob("converted") is None

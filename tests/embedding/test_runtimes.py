@@ -165,3 +165,58 @@ def test_a_model_openvino_cannot_convert_is_named_in_one_line(tiny_model_path):
         encoder.runtime("bf16", "openvino")
     assert logging.getLogger().level == level  # the converter's ERROR level undone: later warnings still show
     assert encoder.encode(["still encodes"], [2], precision="bf16", backend="torch")[2].isfinite().all()
+
+
+def test_a_kept_conversion_is_read_back_instead_of_converting_and_gives_the_same_numbers(encoder, tmp_path,
+                                                                                         monkeypatch):
+    from embedbench.embedding.cache import EmbeddingCache
+    from embedbench.embedding.runtimes import OpenVinoRuntime
+
+    conversions = []
+    convert = OpenVinoRuntime._convert
+    monkeypatch.setattr(OpenVinoRuntime, "_convert", lambda self, *a: conversions.append(1) or convert(self, *a))
+    cache = EmbeddingCache(tmp_path, 1 << 30)
+    first = encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
+    assert len(conversions) == 1 and len(list(tmp_path.rglob("*.ov"))) == 1
+    again = encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
+    assert len(conversions) == 1  # read back, not converted
+    out = encoder.encode(TEXTS, [3, 6], batch_size=3, runtime=again)
+    expected = encoder.encode(TEXTS, [3, 6], batch_size=3, runtime=first)
+    assert all(torch.equal(out[layer], expected[layer]) for layer in (3, 6))
+    encoder.runtime("bf16", "openvino", cache=cache, weights_key="other weights")
+    encoder.runtime("bf16", "openvino")  # no cache: converts and keeps nothing
+    assert len(conversions) == 3 and len(list(tmp_path.rglob("*.ov"))) == 2
+
+
+def test_a_damaged_conversion_is_reported_and_converted_again(encoder, tmp_path, caplog):
+    from embedbench.embedding.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path, 1 << 30)
+    encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
+    [path] = tmp_path.rglob("*.ov")
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + bytes(b ^ 0xFF for b in data[100:108]) + data[108:])  # the graph's text altered
+    runtime = encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
+    assert f"embedding cache: {path} is damaged" in caplog.text
+    caplog.clear()
+    assert cache.get_blob(path.stem) is not None and not caplog.text  # converted again and kept whole
+    assert F.cosine_similarity(encoder.encode(TEXTS, [6], runtime=runtime)[6], encoder.encode(TEXTS, [6])[6]).min() \
+        > 0.999
+
+
+def test_the_conversion_key_follows_what_the_traced_graph_depends_on(tiny_model_path):
+    from embedbench.embedding.encoder import load_model
+    from embedbench.embedding.runtimes import conversion_key
+
+    model = load_model(str(tiny_model_path), "cpu")[0].model
+    base = conversion_key("w", model, ["input_ids", "attention_mask"], {})
+    assert base == conversion_key("w", model, ["input_ids", "attention_mask"], {})
+    assert base != conversion_key("v", model, ["input_ids", "attention_mask"], {})  # the weights
+    assert base != conversion_key("w", model, ["input_ids"], {})  # the inputs traced
+    assert base != conversion_key("w", model, ["input_ids", "attention_mask"], {"bidirectional": True})
+    model.register_buffer("frequencies", torch.ones(4), persistent=False)  # outside the state dict
+    with_buffer = conversion_key("w", model, ["input_ids", "attention_mask"], {})
+    model.frequencies.mul_(2)
+    assert len({base, with_buffer, conversion_key("w", model, ["input_ids", "attention_mask"], {})}) == 3
+    model.config.layer_norm_eps = 1e-3
+    assert conversion_key("w", model, ["input_ids", "attention_mask"], {}) != with_buffer

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from embedbench.atomic import atomic_write
+from embedbench.embedding.prompts import Prompted
 
 log = logging.getLogger("embedbench")
 DIGEST_BYTES = 32  # the SHA-256 that ends every entry
@@ -36,6 +37,8 @@ def texts_fingerprint(texts: list[str]) -> str:
     digest = hashlib.sha256(str(len(texts)).encode())
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass"))
+        if isinstance(text, Prompted):  # where its prompt ends: a pooling that leaves the prompt out reads it
+            digest.update(f"\1{len(text.prompt)}".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 

@@ -15,7 +15,9 @@ from embedbench.embedding.cache import EmbeddingCache, model_fingerprint
 from embedbench.embedding.encoder import LayerEncoder, resolve_batch_size, resolve_encoding
 from embedbench.embedding.long import merged, windows
 from embedbench.embedding.pool import EncoderPool, resolve_devices
+from embedbench.embedding.prompts import Prompted
 from embedbench.embedding.ranks import RankShards
+from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,10 @@ class Embedder:
 
     def _encode(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         if self.encoder.options.get("long") == "chunk":  # every window in one pass, then each text's combined
+            if any(isinstance(text, Prompted) for text in texts):
+                raise EmbedbenchError("model.long=chunk: the model's pooling leaves prompt tokens out "
+                                      "(include_prompt=false) and only a text's first window starts with its "
+                                      "prompt; use model.long=truncate or an extended window")
             tokenizer = self.encoder.model.tokenizer
             size = int(self.encoder.model.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
             pieces, owners = windows(tokenizer, texts, size)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from embedbench.embedding.heads import causal_modules, make_bidirectional, set_padding_side, set_pooling
 from embedbench.embedding.long import EXTENSIONS, extend_window
+from embedbench.embedding.prompts import pools_prompt
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.embedding.views import SIMILARITIES, ViewSet, build_views
@@ -182,6 +183,16 @@ def _weights_state(model: torch.nn.Module) -> tuple:
     return tuple((id(tensor), tensor._version) for tensor in model.state_dict(keep_vars=True).values())
 
 
+def _prompt_groups(lengths) -> list[tuple[int, torch.Tensor | None]]:
+    """(prompt length, its rows) for a batch: one group, rows None, when every text has the same length."""
+    if lengths is None:
+        return [(0, None)]
+    lengths = torch.as_tensor(lengths).flatten()
+    if bool((lengths == lengths[0]).all()):
+        return [(int(lengths[0]), None)]
+    return [(int(length), (lengths == length).nonzero().flatten()) for length in lengths.unique()]
+
+
 class LayerEncoder:
     """Pooled sentence embeddings of any set of layers from one forward pass.
 
@@ -193,6 +204,7 @@ class LayerEncoder:
         from sentence_transformers.base.modules import Normalize
 
         self.model, self.options = model, dict(options or {})
+        self._prompt_tokens: dict[str, int] = {}
         self.saved_to(source)
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
@@ -282,14 +294,44 @@ class LayerEncoder:
         return torch_runtime(model, self._input_names, torch.bfloat16 if precision == "bf16" else None)
 
     def pool(self, hidden: Sequence[torch.Tensor], features: dict, layers: list[int]) -> dict[int, torch.Tensor]:
+        """{layer: the heads' output} in fp32 whatever precision the transformer ran in. A ``prompt_length``
+        in ``features`` (one per text when encoding, one per batch from the trainer's collator) reaches a
+        pooling that leaves prompt tokens out, one group of equal lengths at a time as sentence-transformers
+        takes one length per call."""
+        groups = _prompt_groups(features.get("prompt_length"))
+        mask = features["attention_mask"]
         result = {}
         for layer in layers:
-            # pool in fp32 whatever precision the transformer ran in
-            head_features = {"token_embeddings": hidden[layer].float(), "attention_mask": features["attention_mask"]}
-            for head in self.heads:
-                head_features = head(head_features)
-            result[layer] = head_features["sentence_embedding"]
+            states = hidden[layer].float()
+            if len(groups) == 1:
+                result[layer] = self._head(states, mask, groups[0][0])
+                continue
+            pooled = [(rows, self._head(states[rows], mask[rows], length)) for length, rows in groups]
+            out = states.new_empty(len(states), pooled[0][1].shape[-1])
+            for rows, part in pooled:
+                out = out.index_copy(0, rows, part)  # out of place: gradients reach every group
+            result[layer] = out
         return result
+
+    def _head(self, states: torch.Tensor, mask: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        features = {"token_embeddings": states, "attention_mask": mask}
+        if prompt_length:
+            features["prompt_length"] = prompt_length
+        for head in self.heads:
+            features = head(features)
+        return features["sentence_embedding"]
+
+    @functools.cached_property
+    def excludes_prompt(self) -> bool:
+        return not pools_prompt(self.model)
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """The prompt's tokens as sentence-transformers counts them for a pooling that leaves them out: the
+        tokenised prompt, special tokens included, less a special token at its end (nothing for no prompt)."""
+        if prompt and prompt not in self._prompt_tokens:
+            ids = self.model.preprocess([prompt])["input_ids"][0]
+            self._prompt_tokens[prompt] = len(ids) - (int(ids[-1]) in set(self.model.tokenizer.all_special_ids))
+        return self._prompt_tokens.get(prompt, 0)
 
     def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
         """Tokens per text after truncation: what a batch really costs."""
@@ -323,6 +365,9 @@ class LayerEncoder:
 
     def _features(self, texts: list[str]) -> dict:
         features = self.model.preprocess(texts)
+        if self.excludes_prompt:
+            features["prompt_length"] = torch.tensor([self.prompt_tokens(getattr(text, "prompt", ""))
+                                                      for text in texts])
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
 
     @torch.inference_mode()

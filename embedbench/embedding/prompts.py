@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from embedbench.errors import EmbedbenchError
-
 Side = Literal["query", "document", "symmetric"]
 QUERY: Side = "query"
 DOCUMENT: Side = "document"
@@ -20,12 +18,29 @@ DOCUMENT_NAMES = ("document", "passage", "corpus", "doc")
 SYMMETRIC_TYPES = ("STS", "Classification", "Clustering", "PairClassification")
 
 
+class Prompted(str):
+    """A text with the prompt it starts with, for a model whose pooling leaves the prompt's tokens out
+    (``include_prompt=false``): the encoder counts the prompt's tokens as sentence-transformers does. A plain
+    ``str`` everywhere else, so the texts of one encoding pass may carry different prompts."""
+
+    prompt: str
+
+    def __new__(cls, prompt: str, text: str) -> Prompted:
+        prompted = super().__new__(cls, prompt + text)
+        prompted.prompt = prompt
+        return prompted
+
+    def __reduce__(self):  # to device workers and other ranks with its prompt
+        return Prompted, (self.prompt, str(self)[len(self.prompt):])
+
+
 @dataclass(frozen=True)
 class Prompts:
     query: str = ""
     document: str = ""
     symmetric: str = ""
     template: str | None = None  # "...{instruction}...{text}": queries of tasks that give an instruction
+    pooled: bool = True  # False: the model's pooling leaves the prompt's tokens out; texts are then Prompted
 
     def prefix(self, side: Side, instruction: str | None = None) -> str:
         if side != DOCUMENT and instruction and self.template:
@@ -35,11 +50,14 @@ class Prompts:
     def params(self) -> dict[str, str]:
         """The prompts as MLflow params: what the model saw, also where the config said "the model's own"."""
         return {"prompts.query": self.query, "prompts.document": self.document, "prompts.symmetric": self.symmetric,
-                **({"prompts.template": self.template} if self.template else {})}
+                **({"prompts.template": self.template} if self.template else {}),
+                **({} if self.pooled else {"prompts.pooled": "false"})}
 
     def apply(self, texts: Sequence[str], side: Side, instruction: str | None = None) -> list[str]:
         prefix = self.prefix(side, instruction)
-        return [prefix + text for text in texts] if prefix else list(texts)
+        if not prefix:
+            return list(texts)
+        return [prefix + text for text in texts] if self.pooled else [Prompted(prefix, text) for text in texts]
 
 
 def shipped_prompts(model) -> tuple[str, str, str]:
@@ -53,21 +71,20 @@ def shipped_prompts(model) -> tuple[str, str, str]:
     return query, document, shipped.get(SYMMETRIC_TYPES[0], query)
 
 
+def pools_prompt(model) -> bool:
+    """Whether the model's pooling averages the prompt's tokens with the text's (INSTRUCTOR-style models, with
+    ``include_prompt=false``, leave them out)."""
+    return all(getattr(module, "include_prompt", True) is not False for module in model)
+
+
 def resolve_prompts(model, prompts, template: str | None) -> Prompts:
-    """``model.prompts`` (a side left null takes the model's own) and ``model.prompt_template``, checked
-    against the model's pooling: prompts must be pooled with the text, as they are prefixes here."""
+    """``model.prompts`` (a side left null takes the model's own) and ``model.prompt_template``, pooled with the
+    text or left out of the pooling as the model's pooling module says."""
     query, document, symmetric = shipped_prompts(model)
     if prompts.query is not None:
         query, symmetric = prompts.query, prompts.query if symmetric == query else symmetric
-    resolved = Prompts(query, document if prompts.document is None else prompts.document,
-                       symmetric if prompts.symmetric is None else prompts.symmetric, template)
-    excluding = [module for module in model if getattr(module, "include_prompt", True) is False]
-    if excluding and (resolved.query or resolved.document or resolved.symmetric or template):
-        raise EmbedbenchError(f"the model's pooling leaves prompt tokens out ({type(excluding[0]).__name__} "
-                              "include_prompt=false), which embedbench does not do: set model.prompts.query='', "
-                              "model.prompts.document='' and model.prompts.symmetric='' to score it without "
-                              "prompts")
-    return resolved
+    return Prompts(query, document if prompts.document is None else prompts.document,
+                   symmetric if prompts.symmetric is None else prompts.symmetric, template, pools_prompt(model))
 
 
 def saved_prompts(model, prompts: Prompts) -> dict[str, str]:

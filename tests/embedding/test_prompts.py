@@ -1,6 +1,7 @@
 """Prompts: by side, with a task's instruction through the template, the model's own where the config leaves
 them open, on the trainer's columns; scored retrieval with prompts equal to mteb's with the same prompts."""
 import pytest
+import torch
 
 from embedbench import mteb_reference
 from embedbench.config import ModelConfig, PromptsConfig
@@ -66,14 +67,70 @@ def test_prompts_saved_with_a_trained_model_read_back_the_same(tiny_model):
         assert resolve_prompts(model, PromptsConfig(), None) == trained
 
 
-def test_a_pooling_that_leaves_prompt_tokens_out_is_refused_while_a_prompt_applies(tiny_model):
+@pytest.fixture(scope="module")
+def instructor_style():
+    """MiniLM whose pooling leaves prompt tokens out (``include_prompt=false``, as INSTRUCTOR models ship),
+    with a prompt per side."""
     from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    model = SentenceTransformer(modules=[tiny_model[0], Pooling(32, "mean", include_prompt=False)], device="cpu")
-    with pytest.raises(EmbedbenchError, match="include_prompt=false"):
-        resolve_prompts(model, PromptsConfig(query="query: "), None)
-    assert resolve_prompts(model, PromptsConfig(), None) == Prompts()  # no prompt: nothing to leave out
+    minilm = load_model("default", "cpu")
+    model = SentenceTransformer(modules=[minilm[0], Pooling(384, "mean", include_prompt=False), Normalize()],
+                                device="cpu")
+    model.prompts = {"query": "Represent the scientific question for retrieving evidence: ",
+                     "document": "Represent the scientific paper: "}
+    return model, LayerEncoder(model)
+
+
+def test_a_pooling_that_leaves_prompt_tokens_out_encodes_as_sentence_transformers_does(instructor_style):
+    import torch.nn.functional as F
+
+    model, encoder = instructor_style
+    prompts = resolve_prompts(model, PromptsConfig(), None)
+    assert not prompts.pooled and prompts.params()["prompts.pooled"] == "false"
+    queries = ["What causes tides?", "Do statins lower cholesterol in adults over sixty?"]
+    docs = ["Tides are caused by the gravitational pull of the moon.", "Statins inhibit HMG-CoA reductase.", "x"]
+    texts = prompts.apply(queries, QUERY) + prompts.apply(docs, DOCUMENT) + ["no prompt at all"]
+    expected = torch.cat([model.encode(queries, prompt_name="query", convert_to_tensor=True),
+                          model.encode(docs, prompt_name="document", convert_to_tensor=True),
+                          model.encode(["no prompt at all"], convert_to_tensor=True)])
+    for precision, backend, min_cos in (("fp32", "torch", 0.99999), ("bf16", "openvino", 0.999)):
+        # batches of 2 mix prompts of different lengths; one pass over all
+        out = encoder.encode(texts, [6], batch_size=2, precision=precision, backend=backend)[6]
+        assert F.cosine_similarity(out, expected).min() > min_cos, backend
+    pooled_whole = LayerEncoder(load_model("default", "cpu")).encode([str(t) for t in texts], [6])[6]
+    assert F.cosine_similarity(pooled_whole, expected)[:5].max() < 0.999  # the prompt's tokens really left out
+    # training: the trainer's collator gives one prompt length per column's batch
+    features = model.preprocess(queries, prompt=model.prompts["query"])
+    assert isinstance(features["prompt_length"], int)
+    trained_path = encoder.pooled(features, [6], through=model)[6]
+    assert F.cosine_similarity(trained_path, expected[:2]).min() > 0.99999
+
+
+def test_a_prompted_text_keeps_its_prompt_through_pickling_and_in_the_cache_key():
+    import pickle
+
+    from embedbench.embedding.cache import texts_fingerprint
+    from embedbench.embedding.prompts import Prompted
+
+    text = Prompted("query: ", "a b")
+    copy = pickle.loads(pickle.dumps([text]))[0]  # device workers and other ranks receive it so
+    assert (copy, copy.prompt) == ("query: a b", "query: ") and isinstance(copy, Prompted)
+    assert texts_fingerprint([text]) != texts_fingerprint(["query: a b"])
+    assert texts_fingerprint([text]) != texts_fingerprint([Prompted("query: a ", "b")])
+    assert texts_fingerprint(["query: a b"]) == texts_fingerprint([str(text)])
+
+
+def test_chunking_is_refused_for_texts_whose_prompt_is_left_out_of_pooling(instructor_style):
+    from embedbench.config import EncodeConfig
+    from embedbench.embedding.embedder import Embedder
+    from embedbench.embedding.prompts import Prompted
+
+    model, _ = instructor_style
+    embed = Embedder(LayerEncoder(model, options={"long": "chunk"}), [6], EncodeConfig(precision="fp32"))
+    with pytest.raises(EmbedbenchError, match="model.long=chunk: the model's pooling leaves prompt tokens out"):
+        embed([Prompted("query: ", "a text")], "x")
 
 
 def test_the_trainer_prompts_anchors_as_queries_and_the_rest_as_documents():
@@ -100,3 +157,15 @@ def test_retrieval_with_prompts_equals_mteb_with_the_model_s_prompts(encoder):
     assert ours["scifact/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)
     assert abs(ours["scifact/ndcg_at_10"] - unprompted["scifact/ndcg_at_10"]) > 1e-4  # the prompts took effect
     assert LayerEncoder(prompted).model.prompts["query"] == "query: "
+
+
+@needs_data
+def test_retrieval_leaving_prompt_tokens_out_equals_mteb(instructor_style):
+    model, encoder = instructor_style
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    reference = mteb_reference.scores(model, mteb_reference.retrieval_task(ds))
+    plain = scored(encoder)
+    ours = RetrievalTask("scifact", ds, ["ndcg_at_10", "mrr_at_10"]).evaluate(
+        EncoderModel(plain.embedder, plain.views, resolve_prompts(model, PromptsConfig(), None)))
+    assert ours["scifact/ndcg_at_10"] == pytest.approx(reference["ndcg_at_10"], abs=5e-5)
+    assert ours["scifact/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)

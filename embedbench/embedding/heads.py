@@ -2,6 +2,9 @@
 a decoder-only transformer, the tokenizer's padding side, low-rank adapters for training."""
 from __future__ import annotations
 
+import functools
+import types
+
 import torch
 
 from embedbench.embedding.long import SELF_EXTEND
@@ -41,8 +44,9 @@ def causal_modules(transformer: torch.nn.Module) -> list[torch.nn.Module]:
 
 def make_bidirectional(transformer: torch.nn.Module) -> None:
     """Every token attends to every real token: the padding mask goes in as a full 4-D mask, which transformers
-    takes as it is instead of building the causal one. A forward pre-hook, so copies of the model (the bf16
-    runtime's) keep it."""
+    takes as it is instead of building the causal one. The module's own ``forward`` is replaced, not hooked:
+    sentence-transformers calls ``forward`` directly (training does, through the model), which passes no hook.
+    Bound to the module, so a copy of it (the bf16 runtime's) is bound to the copy."""
     attention = causal_modules(transformer)
     if not attention:
         raise EmbedbenchError(f"model.bidirectional=true: {type(transformer).__name__} has no causal attention "
@@ -53,18 +57,24 @@ def make_bidirectional(transformer: torch.nn.Module) -> None:
                               "sdpa, eager and SelfExtend take a full mask")
     for module in attention:
         module.is_causal = False  # kernels that pick causality from the module (no mask given) see it too
-    transformer.register_forward_pre_hook(_full_mask, with_kwargs=True)
+    causal_forward = type(transformer).forward
+
+    @functools.wraps(causal_forward)  # the signature callers inspect for the inputs it takes
+    def forward(self, *args, **kwargs):
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 2:
+            kwargs["attention_mask"] = _full_mask(self, mask)
+        return causal_forward(self, *args, **kwargs)
+
+    transformer.forward = types.MethodType(forward, transformer)
 
 
-def _full_mask(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    mask = kwargs.get("attention_mask")
-    if mask is None or mask.dim() != 2:
-        return args, kwargs
+def _full_mask(module: torch.nn.Module, mask: torch.Tensor) -> torch.Tensor:
     keys = mask[:, None, None, :].bool().expand(-1, 1, mask.shape[1], -1)
     if module.config._attn_implementation == "eager":
         dtype = next(module.parameters()).dtype
         keys = torch.zeros(keys.shape, dtype=dtype, device=mask.device).masked_fill(~keys, torch.finfo(dtype).min)
-    return args, {**kwargs, "attention_mask": keys}
+    return keys
 
 
 def set_padding_side(model, side: str) -> None:

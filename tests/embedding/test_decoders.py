@@ -32,6 +32,20 @@ def test_the_causal_mask_goes_only_when_asked(tiny_decoder):
         assert first_moved == bidirectional
 
 
+def test_a_bidirectional_model_trains_and_encodes_through_sentence_transformers_as_it_encodes(tiny_decoder):
+    # sentence-transformers calls the transformer's forward itself, as training (through the model) and its own
+    # encode do: the causal mask must be gone on that path too
+    model = load_model(tiny_decoder, "cpu", bidirectional=True)
+    encoder = LayerEncoder(model)
+    features = model.preprocess(TEXTS)
+    encoded = encoder.pooled(features, [encoder.n_layers])[encoder.n_layers]
+    trained = encoder.pooled(features, [encoder.n_layers], through=model)[encoder.n_layers]
+    torch.testing.assert_close(trained, encoded, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model.encode(TEXTS, convert_to_tensor=True), encoded.detach(), rtol=0, atol=1e-5)
+    causal = load_model(tiny_decoder, "cpu").encode(TEXTS, convert_to_tensor=True)
+    assert F.cosine_similarity(causal, encoded.detach()).max() < 0.999
+
+
 def test_bidirectional_is_refused_for_an_encoder(tiny_model_path):
     with pytest.raises(EmbedbenchError, match="no causal attention"):
         load_model(tiny_model_path, "cpu", bidirectional=True)

@@ -213,6 +213,9 @@ class ModelConfig:
     trust_remote_code: bool = False
     layer: int | None = None  # model=separate: the depth trained alone
     pooling: Pooling | None = None  # null: the model's own head; else it is replaced, and saved so
+    # null: as the model's pooling says; false: a prompt's tokens are left out of the pooled mean (NV-Embed's
+    # instructions, INSTRUCTOR); saved with a trained model
+    include_prompt: bool | None = None
     bidirectional: bool = False  # decoder-only models: every token attends to every other (no causal mask)
     padding_side: PaddingSide | None = None  # null: the tokenizer's own
     # the weights as loaded: fp32 even for a bf16 checkpoint, as full fine-tuning needs fp32 master weights;

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from embedbench.embedding.heads import causal_modules, make_bidirectional, set_padding_side, set_pooling
+from embedbench.embedding.heads import (
+    causal_modules,
+    make_bidirectional,
+    set_include_prompt,
+    set_padding_side,
+    set_pooling,
+)
 from embedbench.embedding.long import EXTENSIONS, extend_window
 from embedbench.embedding.prompts import pools_prompt
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
@@ -75,10 +81,10 @@ def resolve_encoding(encode, device: str, left_padded_causal: bool = False) -> t
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
                pooling: str | None = None, bidirectional: bool = False, padding_side: str | None = None,
                latent_attention=None, long: str = "truncate", long_length: int = 4096, long_pooling: str = "mean",
-               dtype: str = "fp32", similarity: str | None = None):
+               dtype: str = "fp32", similarity: str | None = None, include_prompt: bool | None = None):
     """The sentence-transformers model, its weights in ``dtype`` (``model.dtype``; transformers would keep a
-    bf16 checkpoint in bf16), with ``model.pooling``, ``bidirectional``, ``padding_side`` and a position
-    extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
+    bf16 checkpoint in bf16), with ``model.pooling``, ``include_prompt``, ``bidirectional``, ``padding_side``
+    and a position extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Transformer
 
@@ -105,7 +111,8 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
                               "embedbench encodes through a transformer (or a StaticEmbedding model)")
     if is_static(model):
         settings = {"model.max_seq_length": max_seq_length, "model.long": str(long) != "truncate" and long,
-                    "model.pooling": pooling, "model.bidirectional": bidirectional, "model.padding_side": padding_side}
+                    "model.pooling": pooling, "model.bidirectional": bidirectional, "model.padding_side": padding_side,
+                    "model.include_prompt": None if include_prompt is None else str(include_prompt).lower()}
         for key, value in settings.items():
             if value:
                 raise EmbedbenchError(f"{key}={value}: {name_or_path} is a static embedding model (a mean of token "
@@ -117,6 +124,8 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         extend_window(model, str(long), int(long_length))
     if pooling:
         set_pooling(model, pooling, latent_attention)
+    if include_prompt is not None:
+        set_include_prompt(model, bool(include_prompt))
     if bidirectional:
         make_bidirectional(model[0].model)
     if padding_side:
@@ -167,7 +176,8 @@ def model_options(model_cfg) -> dict:
             "padding_side": model_cfg.padding_side, "latent_attention": model_cfg.latent_attention,
             "long": str(model_cfg.long), "long_length": model_cfg.long_length,
             "long_pooling": str(model_cfg.long_pooling), "dtype": str(model_cfg.dtype),
-            "similarity": model_cfg.similarity and str(model_cfg.similarity)}
+            "similarity": model_cfg.similarity and str(model_cfg.similarity),
+            "include_prompt": model_cfg.include_prompt}
 
 
 def load_encoder(name_or_path: str, device: str, **options) -> LayerEncoder:

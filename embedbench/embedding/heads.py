@@ -31,11 +31,26 @@ def set_pooling(model, pooling: str, latent=None) -> None:
         if not isinstance(old, LatentAttentionPooling):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # the same new head in every process that loads the model so (device workers)
-                head = LatentAttentionPooling(dim, latent.latents, latent.heads, latent.mlp_ratio)
+                head = LatentAttentionPooling(dim, latent.latents, latent.heads, latent.mlp_ratio,
+                                              getattr(old, "include_prompt", True))
             model._modules[found[0]] = head.to(next(model.parameters()).device)
     else:
         model._modules[found[0]] = Pooling(dim, pooling_mode=ST_POOLING[str(pooling)],
                                            include_prompt=getattr(old, "include_prompt", True))
+
+
+def set_include_prompt(model, include: bool) -> None:
+    """Whether the model's pooling averages a prompt's tokens with the text's; saved with the model."""
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from embedbench.embedding.latent import LatentAttentionPooling
+
+    heads = [module for module in model if isinstance(module, (Pooling, LatentAttentionPooling))]
+    if not heads:
+        raise EmbedbenchError(f"model.include_prompt={str(include).lower()}: the model has no pooling module "
+                              f"({', '.join(type(m).__name__ for m in model)})")
+    for head in heads:
+        head.include_prompt = include
 
 
 def causal_modules(transformer: torch.nn.Module) -> list[torch.nn.Module]:

@@ -119,6 +119,42 @@ def test_a_latent_attention_head_trains_and_reloads_bit_identical(tiny_decoder, 
         assert torch.equal(reloaded.encode(TEXTS, convert_to_tensor=True), expected)  # the trained head, kept
 
 
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_a_latent_attention_head_can_leave_an_instruction_out_of_its_mean(tiny_decoder, tmp_path, padding_side):
+    from sentence_transformers import SentenceTransformer
+
+    from embedbench.embedding.prompts import Prompted
+
+    instruction = "Instruct: find the passage that answers the question\nQuery: "
+    options = {"pooling": "latent_attention", "latent_attention": SMALL_LATENT, "bidirectional": True,
+               "padding_side": padding_side}
+    model = load_model(tiny_decoder, "cpu", include_prompt=False, **options)
+    encoder = LayerEncoder(model)
+    assert encoder.excludes_prompt
+    # sentence-transformers' encode counts the instruction's tokens and hands them to the head to leave out
+    expected = model.encode(TEXTS, prompt=instruction, convert_to_tensor=True)
+    ours = encoder.encode([Prompted(instruction, text) for text in TEXTS[:2]] + [TEXTS[2]], [encoder.n_layers],
+                          batch_size=3)[encoder.n_layers]
+    assert F.cosine_similarity(ours[:2], expected[:2]).min() > 0.99999
+    assert F.cosine_similarity(ours[2:], model.encode(TEXTS[2:], convert_to_tensor=True)).min() > 0.99999
+    whole = load_model(tiny_decoder, "cpu", **options).encode(TEXTS, prompt=instruction, convert_to_tensor=True)
+    assert F.cosine_similarity(whole, expected).max() < 0.9999  # the instruction's tokens really left out
+    model.save(str(tmp_path / "saved"))  # and saved so: sentence-transformers reads the setting back
+    reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu", trust_remote_code=True)
+    assert reloaded[1].include_prompt is False
+    reloaded = load_model(tmp_path / "saved", "cpu", bidirectional=True, padding_side=padding_side)
+    assert torch.equal(reloaded.encode(TEXTS, prompt=instruction, convert_to_tensor=True), expected)
+
+
+def test_include_prompt_is_refused_without_a_pooling_module_to_set(tiny_decoder, tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    folder = tiny_decoder.parent / "no_pooling"
+    SentenceTransformer(modules=[tiny_model[0]], device="cpu").save(str(folder))
+    with pytest.raises(EmbedbenchError, match="model.include_prompt=false: the model has no pooling module"):
+        load_model(folder, "cpu", include_prompt=False)
+
+
 def test_lora_trains_only_the_adapters_and_merges_into_a_plain_model(tiny_decoder, tmp_path):
     from sentence_transformers import SentenceTransformer
 

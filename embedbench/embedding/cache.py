@@ -48,6 +48,8 @@ def model_fingerprint(encoder, precision: str, backend: str = "torch") -> str:
     not in the state dict; chunking changes no weight): all that changes a text's embedding."""
     parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision,
              backend]
+    if encoder.model.truncate_dim:  # a model saved with a narrower width than its heads give
+        parts.append(f"truncate_dim={encoder.model.truncate_dim}")
     if encoder.options.get("long", "truncate") != "truncate":
         parts += [str(encoder.options.get(key)) for key in ("long", "long_length", "long_pooling")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()

@@ -329,7 +329,7 @@ class LayerEncoder:
             features["prompt_length"] = prompt_length
         for head in self.heads:
             features = head(features)
-        return features["sentence_embedding"]
+        return features["sentence_embedding"][..., :self.model.truncate_dim]  # a width the model was saved with
 
     @functools.cached_property
     def excludes_prompt(self) -> bool:
@@ -425,7 +425,7 @@ class StaticEncoder(LayerEncoder):
 
     def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
         """{1: the model's output} for tokenised ``features``, with gradients; ``through``: as for a transformer."""
-        return {1: (through or self.model)(dict(features))["sentence_embedding"]}
+        return {1: (through or self.model)(dict(features))["sentence_embedding"][..., :self.model.truncate_dim]}
 
     def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
         encodings = self.model.tokenizer.encode_batch(texts, add_special_tokens=False)  # untruncated, as it reads

@@ -77,6 +77,25 @@ def test_a_projection_head_sets_the_width_and_every_layer_goes_through_it(tiny_m
     assert torch.allclose(F.normalize(pooled[2], dim=-1), model.encode(TEXTS, convert_to_tensor=True), atol=1e-5)
 
 
+def test_a_width_the_model_was_saved_with_is_its_full_width_in_encoding_training_and_the_cache(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from embedbench.embedding.cache import model_fingerprint
+    from embedbench.embedding.encoder import LayerEncoder, load_encoder, load_model
+
+    model = load_model("default", "cpu")
+    model.truncate_dim = 128  # sentence-transformers saves it, and its encode then gives 128 dims
+    model.save(str(tmp_path / "saved"))
+    encoder, whole = load_encoder(str(tmp_path / "saved"), "cpu"), LayerEncoder(load_model("default", "cpu"))
+    assert encoder.hidden_size == 128
+    expected = SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    for out in (encoder.encode(TEXTS, [3, 6])[6], encoder.pooled(encoder.model.preprocess(TEXTS), [6])[6],
+                encoder.pooled(encoder.model.preprocess(TEXTS), [6], through=encoder.model)[6].detach()):
+        assert out.shape == (len(TEXTS), 128)
+        assert F.cosine_similarity(out, expected).min() > 0.99999
+    assert model_fingerprint(encoder, "fp32") != model_fingerprint(whole, "fp32")  # same weights, other width
+
+
 def test_a_long_context_models_batches_hold_the_tokens_of_512_token_texts(encoder, monkeypatch):
     monkeypatch.setattr(encoder.model, "max_seq_length", 8192)
     lengths = np.array([8000, 3000, 5000] + [100] * 50)

@@ -218,7 +218,9 @@ class LayerEncoder:
         self.saved_to(source)
         self.transformer = model[0]
         self.heads = [module for module in list(model)[1:] if not isinstance(module, Normalize)]
-        self.unit_length = any(isinstance(module, Normalize) for module in model)  # its own output is unit length
+        self.normalises = any(isinstance(module, Normalize) for module in model)
+        # its own output is unit length: not once cut to a saved truncate_dim, as sentence-transformers cuts it
+        self.unit_length = self.normalises and not model.truncate_dim
 
     @functools.cached_property
     def _input_names(self) -> set[str]:
@@ -329,7 +331,16 @@ class LayerEncoder:
             features["prompt_length"] = prompt_length
         for head in self.heads:
             features = head(features)
-        return features["sentence_embedding"][..., :self.model.truncate_dim]  # a width the model was saved with
+        return self._saved_width(features["sentence_embedding"])
+
+    def _saved_width(self, embedding: torch.Tensor) -> torch.Tensor:
+        """A model saved with ``truncate_dim`` gives, as sentence-transformers' encode does, its whole output
+        (normalised, if it normalises) cut to that width."""
+        if not self.model.truncate_dim:
+            return embedding
+        if self.normalises:
+            embedding = torch.nn.functional.normalize(embedding, dim=-1)
+        return embedding[..., :self.model.truncate_dim]
 
     @functools.cached_property
     def excludes_prompt(self) -> bool:
@@ -425,7 +436,7 @@ class StaticEncoder(LayerEncoder):
 
     def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
         """{1: the model's output} for tokenised ``features``, with gradients; ``through``: as for a transformer."""
-        return {1: (through or self.model)(dict(features))["sentence_embedding"][..., :self.model.truncate_dim]}
+        return {1: self._saved_width((through or self.model)(dict(features))["sentence_embedding"])}
 
     def token_lengths(self, texts: list[str], chunk: int = 8192) -> np.ndarray:
         encodings = self.model.tokenizer.encode_batch(texts, add_special_tokens=False)  # untruncated, as it reads

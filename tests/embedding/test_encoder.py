@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from embedbench.config import ViewsConfig
 from embedbench.embedding.views import cut
 
 TEXTS = ["A girl is styling her hair.", "Microstructural development of human newborn cerebral white matter.",
@@ -88,11 +89,13 @@ def test_a_width_the_model_was_saved_with_is_its_full_width_in_encoding_training
     model.save(str(tmp_path / "saved"))
     encoder, whole = load_encoder(str(tmp_path / "saved"), "cpu"), LayerEncoder(load_model("default", "cpu"))
     assert encoder.hidden_size == 128
+    # the 128-dim prefix of the normalised output: not unit length, and classifiers see it as it is (as mteb's do)
     expected = SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    assert not encoder.unit_length and float(expected.norm(dim=-1).max()) < 0.99
+    views = encoder.views(ViewsConfig(dims=[128, 64]))
     for out in (encoder.encode(TEXTS, [3, 6])[6], encoder.pooled(encoder.model.preprocess(TEXTS), [6])[6],
                 encoder.pooled(encoder.model.preprocess(TEXTS), [6], through=encoder.model)[6].detach()):
-        assert out.shape == (len(TEXTS), 128)
-        assert F.cosine_similarity(out, expected).min() > 0.99999
+        torch.testing.assert_close(views.features({6: out}, views.views[0]), expected, rtol=0, atol=1e-5)
     assert model_fingerprint(encoder, "fp32") != model_fingerprint(whole, "fp32")  # same weights, other width
 
 

@@ -224,8 +224,14 @@ class LayerEncoder:
 
     @functools.cached_property
     def _input_names(self) -> set[str]:
-        forward_params = set(inspect.signature(self.transformer.model.forward).parameters)
-        return {"input_ids", "attention_mask", "token_type_ids"} & forward_params
+        """The tokenizer's outputs the transformer takes: those its forward names, or all of them for a forward
+        that names none but takes ``**kwargs`` (a wrapper's, some remote code's), as sentence-transformers
+        passes them."""
+        names = {"input_ids", "attention_mask", "token_type_ids"}
+        parameters = inspect.signature(self.transformer.model.forward).parameters
+        named = names & set(parameters)
+        takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+        return named or (names if takes_any else named)
 
     def saved_to(self, folder: str | None) -> None:
         """Record that ``folder`` holds the weights as they are now."""

@@ -165,3 +165,24 @@ def test_a_model_that_is_not_a_transformer_nor_static_is_refused(tmp_path):
                         device="cpu").save(str(tmp_path / "words"))
     with pytest.raises(EmbedbenchError, match="its first module is WordEmbeddings; embedbench encodes through a"):
         load_model(str(tmp_path / "words"), "cpu")
+
+
+def test_a_transformer_whose_forward_takes_only_keywords_gets_every_input(tiny_model):
+    from embedbench.embedding.encoder import LayerEncoder
+
+    class KeywordsOnly(torch.nn.Module):  # a wrapper's forward, as some models' own code has
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, **kwargs):
+            return self.inner(**kwargs)
+
+    wrapped = copy.deepcopy(tiny_model)
+    wrapped[0].model = KeywordsOnly(wrapped[0].model)
+    encoder = LayerEncoder(wrapped)
+    assert encoder._input_names == {"input_ids", "attention_mask", "token_type_ids"}
+    expected = tiny_model.encode(TEXTS, convert_to_tensor=True)
+    for backend in ("torch", "openvino"):
+        out = encoder.encode(TEXTS, [2], precision="fp32", backend=backend)[2]
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)

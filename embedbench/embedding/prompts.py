@@ -8,14 +8,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Side = Literal["query", "document", "symmetric"]
+# mteb's names for the symmetric task types, under which a model's prompts for them are saved and read
+SYMMETRIC_TYPES = ("STS", "Classification", "Clustering", "PairClassification")
+# a side of a task: queries, documents, or the texts of a symmetric task, which a task names by its type
+Side = Literal["query", "document", "symmetric", "STS", "Classification", "Clustering", "PairClassification"]
 QUERY: Side = "query"
 DOCUMENT: Side = "document"
 SYMMETRIC: Side = "symmetric"  # both texts of a pair, or every text of a classification or clustering task
+STS, CLASSIFICATION, CLUSTERING, PAIR_CLASSIFICATION = SYMMETRIC_TYPES  # the same, for a task of that type
 # the names sentence-transformers models give the document side in config_sentence_transformers.json
 DOCUMENT_NAMES = ("document", "passage", "corpus", "doc")
-# mteb's names for the symmetric task types, under which a model's prompts for them are saved and read
-SYMMETRIC_TYPES = ("STS", "Classification", "Clustering", "PairClassification")
 
 
 class Prompted(str):
@@ -41,15 +43,21 @@ class Prompts:
     symmetric: str = ""
     template: str | None = None  # "...{instruction}...{text}": queries of tasks that give an instruction
     pooled: bool = True  # False: the model's pooling leaves the prompt's tokens out; texts are then Prompted
+    # (task type, prompt): a symmetric task type's own prompt where the model ships one (nomic-embed's
+    # "classification: ", "clustering: "), in place of ``symmetric``
+    typed: tuple[tuple[str, str], ...] = ()
 
     def prefix(self, side: Side, instruction: str | None = None) -> str:
         if side != DOCUMENT and instruction and self.template:
             return self.template.format(instruction=instruction, text="")
-        return {QUERY: self.query, DOCUMENT: self.document, SYMMETRIC: self.symmetric}[side]
+        if side in (QUERY, DOCUMENT):
+            return self.query if side == QUERY else self.document
+        return dict(self.typed).get(side, self.symmetric)
 
     def params(self) -> dict[str, str]:
         """The prompts as MLflow params: what the model saw, also where the config said "the model's own"."""
         return {"prompts.query": self.query, "prompts.document": self.document, "prompts.symmetric": self.symmetric,
+                **{f"prompts.{kind}": prompt for kind, prompt in self.typed},
                 **({"prompts.template": self.template} if self.template else {}),
                 **({} if self.pooled else {"prompts.pooled": "false"})}
 
@@ -60,15 +68,20 @@ class Prompts:
         return [prefix + text for text in texts] if self.pooled else [Prompted(prefix, text) for text in texts]
 
 
-def shipped_prompts(model) -> tuple[str, str, str]:
-    """(query, document, symmetric) prompts a sentence-transformers model ships: its default prompt where a
-    side has none; for symmetric tasks, its STS prompt, else the query prompt."""
+def shipped_prompts(model) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    """(query, document, symmetric, typed) prompts a sentence-transformers model ships: its default prompt
+    where a side has none; for symmetric tasks, its STS prompt, else the query prompt; and the prompts it ships
+    for a symmetric task type under mteb's name (or that name in lower case, as nomic-embed's) where they
+    differ from the symmetric one."""
     shipped = dict(getattr(model, "prompts", None) or {})
     default = shipped.get(getattr(model, "default_prompt_name", None) or "", "")
     # sentence-transformers fills "query" and "document" with "" when a model ships none under those names
     document = next((shipped[name] for name in DOCUMENT_NAMES if shipped.get(name)), default)
     query = shipped.get("query") or default
-    return query, document, shipped.get(SYMMETRIC_TYPES[0], query)
+    symmetric = shipped.get(SYMMETRIC_TYPES[0], query)
+    by_type = {kind: shipped.get(kind, shipped.get(kind.lower())) for kind in SYMMETRIC_TYPES}
+    typed = tuple((kind, prompt) for kind, prompt in by_type.items() if prompt is not None and prompt != symmetric)
+    return query, document, symmetric, typed
 
 
 def pools_prompt(model) -> bool:
@@ -80,18 +93,20 @@ def pools_prompt(model) -> bool:
 def resolve_prompts(model, prompts, template: str | None) -> Prompts:
     """``model.prompts`` (a side left null takes the model's own) and ``model.prompt_template``, pooled with the
     text or left out of the pooling as the model's pooling module says."""
-    query, document, symmetric = shipped_prompts(model)
+    query, document, symmetric, typed = shipped_prompts(model)
     if prompts.query is not None:
         query, symmetric = prompts.query, prompts.query if symmetric == query else symmetric
-    return Prompts(query, document if prompts.document is None else prompts.document,
-                   symmetric if prompts.symmetric is None else prompts.symmetric, template, pools_prompt(model))
+    if prompts.symmetric is not None:  # one prompt for every symmetric task, the model's typed ones included
+        symmetric, typed = prompts.symmetric, ()
+    return Prompts(query, document if prompts.document is None else prompts.document, symmetric, template,
+                   pools_prompt(model), typed)
 
 
 def saved_prompts(model, prompts: Prompts) -> dict[str, str]:
     """The model's prompts with those it was trained with, under the names :func:`shipped_prompts` reads."""
-    saved = {**model.prompts, "query": prompts.query, "document": prompts.document}
+    saved = {**model.prompts, "query": prompts.query, "document": prompts.document, **dict(prompts.typed)}
     if prompts.symmetric != prompts.query:
-        saved.update({kind: prompts.symmetric for kind in SYMMETRIC_TYPES})
+        saved.update({kind: prompts.symmetric for kind in SYMMETRIC_TYPES if kind not in dict(prompts.typed)})
     return saved
 
 

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from embedbench.config import ClassificationTaskConfig
 from embedbench.data.tables import LabelledTexts
-from embedbench.embedding.prompts import SYMMETRIC
+from embedbench.embedding.prompts import CLASSIFICATION
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel, TaskBase
 
@@ -71,7 +71,7 @@ class ClassificationTask(TaskBase):
         picks = undersample(list(y_train), self.n_experiments, self.samples_per_label, self.seed)
         rows = sorted(set().union(*picks))  # only texts some experiment trains on are encoded
         position = {row: i for i, row in enumerate(rows)}
-        texts = model.prompt([self.train.texts[r] for r in rows] + self.test.texts, SYMMETRIC, self.instruction)
+        texts = model.prompt([self.train.texts[r] for r in rows] + self.test.texts, CLASSIFICATION, self.instruction)
         pooled = model.embed(texts, f"{self.name}: {len(rows)} train + {len(self.test.texts)} test texts")
         out = {}
         for view in model.views.views:

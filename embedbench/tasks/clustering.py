@@ -16,7 +16,7 @@ from sklearn.metrics.cluster import v_measure_score
 
 from embedbench.config import ClusteringTaskConfig
 from embedbench.data.tables import LabelledTexts
-from embedbench.embedding.prompts import SYMMETRIC
+from embedbench.embedding.prompts import CLUSTERING
 from embedbench.tasks.base import ScoredModel, TaskBase
 
 
@@ -50,7 +50,7 @@ class ClusteringTask(TaskBase):
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         labels = np.array(self.data.labels)
-        texts = model.prompt(self.data.texts, SYMMETRIC, self.instruction)
+        texts = model.prompt(self.data.texts, CLUSTERING, self.instruction)
         pooled = model.embed(texts, f"{self.name}: {len(labels)} texts")
         draws = random.Random(self.seed)
         rounds = [draws.choices(range(len(labels)), k=self.round_size) for _ in range(self.rounds)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedbench.embedding.prompts import DOCUMENT, QUERY, SYMMETRIC
+from embedbench.embedding.prompts import DOCUMENT, QUERY, SYMMETRIC, SYMMETRIC_TYPES
 from embedbench.embedding.views import View, ViewSet
 from embedbench.errors import EmbedbenchError
 from embedbench.tasks.base import ScoredModel
@@ -45,7 +45,10 @@ def view_encoder(embed, views: ViewSet, view: View, label: str):
 
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
             texts = [text for batch in inputs for text in batch["text"]]
-            side = SYMMETRIC if prompt_type is None else DOCUMENT if prompt_type.value == DOCUMENT else QUERY
+            if prompt_type is None:  # a symmetric task: its type's own prompt where the model has one
+                side = task_metadata.type if task_metadata.type in SYMMETRIC_TYPES else SYMMETRIC
+            else:
+                side = DOCUMENT if prompt_type.value == DOCUMENT else QUERY
             pooled = embed(texts, side, f"{task_metadata.name}/{hf_split}: {len(texts)} texts")
             return views.features(pooled, view).numpy()
 

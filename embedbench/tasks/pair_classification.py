@@ -10,7 +10,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
 from embedbench.data.tables import LabelledPairs
-from embedbench.embedding.prompts import SYMMETRIC
+from embedbench.embedding.prompts import PAIR_CLASSIFICATION
 from embedbench.tasks.base import ScoredModel, TaskBase
 
 
@@ -27,7 +27,7 @@ class PairClassificationTask(TaskBase):
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         n = len(self.pairs.labels)
-        texts = model.prompt(self.pairs.sentences1 + self.pairs.sentences2, SYMMETRIC, self.instruction)
+        texts = model.prompt(self.pairs.sentences1 + self.pairs.sentences2, PAIR_CLASSIFICATION, self.instruction)
         pooled = model.embed(texts, f"{self.name}: {n} pairs")
         out = {}
         for view in model.views.views:

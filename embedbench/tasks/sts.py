@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from scipy.stats import spearmanr
 
 from embedbench.data.tables import ScoredPairs
-from embedbench.embedding.prompts import SYMMETRIC
+from embedbench.embedding.prompts import STS
 from embedbench.embedding.views import cut
 from embedbench.tasks.base import ScoredModel, TaskBase, slice_note
 
@@ -26,7 +26,7 @@ class STSTask(TaskBase):
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         n = len(self.pairs.scores)
-        texts = model.prompt(self.pairs.sentences1 + self.pairs.sentences2, SYMMETRIC, self.instruction)
+        texts = model.prompt(self.pairs.sentences1 + self.pairs.sentences2, STS, self.instruction)
         pooled = model.embed(texts, f"{self.name}: {n} pairs")
         out = {}
         for view in model.views.views:

@@ -48,14 +48,14 @@ def test_the_model_s_own_prompts_fill_what_the_config_leaves_open(tiny_model):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(modules=list(tiny_model), prompts={"query": "q: ", "passage": "p: "}, device="cpu")
-    assert shipped_prompts(model) == ("q: ", "p: ", "q: ")
+    assert shipped_prompts(model) == ("q: ", "p: ", "q: ", ())
     assert resolve_prompts(model, PromptsConfig(), None) == Prompts("q: ", "p: ", "q: ")
     assert resolve_prompts(model, PromptsConfig(query="", document="doc: "), None) == Prompts("", "doc: ", "")
     assert resolve_prompts(model, PromptsConfig(symmetric=""), None) == Prompts("q: ", "p: ", "")
     single = SentenceTransformer(modules=list(tiny_model), prompts={"retrieval": "r: "},
                                  default_prompt_name="retrieval", device="cpu")
-    assert shipped_prompts(single) == ("r: ", "r: ", "r: ")
-    assert shipped_prompts(tiny_model) == ("", "", "")
+    assert shipped_prompts(single) == ("r: ", "r: ", "r: ", ())
+    assert shipped_prompts(tiny_model) == ("", "", "", ())
 
 
 def test_prompts_saved_with_a_trained_model_read_back_the_same(tiny_model):
@@ -81,6 +81,54 @@ def instructor_style():
     model.prompts = {"query": "Represent the scientific question for retrieving evidence: ",
                      "document": "Represent the scientific paper: "}
     return model, LayerEncoder(model)
+
+
+def test_a_symmetric_task_type_takes_the_prompt_the_model_ships_for_it(tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    from embedbench.embedding.prompts import CLASSIFICATION, CLUSTERING, PAIR_CLASSIFICATION, STS
+
+    # nomic-embed's prompts: one per kind of task, the task types in lower case
+    nomic = {"query": "search_query: ", "document": "search_document: ", "classification": "classification: ",
+             "clustering": "clustering: "}
+    model = SentenceTransformer(modules=list(tiny_model), prompts=nomic, device="cpu")
+    prompts = resolve_prompts(model, PromptsConfig(), None)
+    assert [prompts.prefix(side) for side in (QUERY, DOCUMENT, STS, CLASSIFICATION, CLUSTERING,
+                                              PAIR_CLASSIFICATION)] == [
+        "search_query: ", "search_document: ", "search_query: ", "classification: ", "clustering: ", "search_query: "]
+    assert prompts.params()["prompts.Clustering"] == "clustering: "
+    # a symmetric prompt in the config is every symmetric task's
+    override = resolve_prompts(model, PromptsConfig(symmetric=""), None)
+    assert [override.prefix(side) for side in (STS, CLASSIFICATION, CLUSTERING)] == ["", "", ""]
+    # saved with a trained model: the typed prompts stay, under mteb's names
+    saved = saved_prompts(model, prompts)
+    assert (saved["Classification"], saved["Clustering"], saved["query"]) == (
+        "classification: ", "clustering: ", "search_query: ")
+    assert saved_prompts(model, override)["Classification"] == ""
+
+
+@needs_data
+def test_classification_with_the_model_s_classification_prompt_equals_mteb(encoder):
+    from embedbench.data.tables import read_labelled
+    from embedbench.tasks.classification import ClassificationTask, label_ids
+    from tests.helpers import DATA
+
+    banking = DATA / "classification" / "banking77"
+    train, test = (read_labelled(banking / f"{split}.csv", "text", "category") for split in ("train", "test"))
+    keep = set(sorted(set(train.labels))[:12])
+    train, test = [type(t)([x for x, y in zip(t.texts, t.labels) if y in keep], [y for y in t.labels if y in keep])
+                   for t in (train, test)]
+    prompted = load_model("default", "cpu")
+    prompted.prompts = {"query": "query: ", "Classification": "Classify the intent of the banking question: "}
+    reference = mteb_reference.scores(prompted, mteb_reference.classification_task(train, test,
+                                                                                   label_ids(train, test)))
+    plain = scored(encoder)
+    task = ClassificationTask("banking77", train, test)
+    ours = task.evaluate(EncoderModel(plain.embedder, plain.views, resolve_prompts(prompted, PromptsConfig(), None)))
+    query_prompt = task.evaluate(EncoderModel(plain.embedder, plain.views, Prompts("query: ", "", "query: ")))
+    assert ours["banking77/accuracy"] == pytest.approx(reference["accuracy"], abs=2e-3)
+    # the symmetric (here the query) prompt, which classification took before, scores otherwise
+    assert abs(query_prompt["banking77/accuracy"] - reference["accuracy"]) > 2e-3
 
 
 def test_a_pooling_that_leaves_prompt_tokens_out_encodes_as_sentence_transformers_does(instructor_style):

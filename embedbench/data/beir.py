@@ -108,8 +108,22 @@ def text_field(path: Path | str, lineno: int, record: dict, key: str, empty: boo
     return value
 
 
+TREC_ITERATIONS = ("0", "q0")  # the second field of TREC's qrels and run lines, which IR tools ignore
+
+
+def _trec_fields(row: list[str], width: int) -> list[str]:
+    """A line split at tabs, or at any whitespace where it holds none (TREC's files use spaces); a line of
+    ``width`` fields whose second is TREC's iteration field (``0``, ``Q0``) loses that field."""
+    if len(row) == 1:
+        row = row[0].split()
+    if len(row) == width and row[1].strip().lower() in TREC_ITERATIONS:
+        return [row[0], *row[2:]]
+    return row
+
+
 def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int]]:
-    """query-id, corpus-id, score; tab-separated, a header line under any names, CRLF tolerated. Given
+    """query-id, corpus-id, score; tab-separated, a header line under any names, CRLF tolerated; or TREC's
+    qrels (query-id, iteration, corpus-id, grade; tabs or spaces, as MS MARCO's and TREC DL's ship). Given
     ``queries`` and ``corpus``, judgements that name something outside them go as :func:`judgements` says."""
     if not path.is_file():
         raise at(path, None, "file not found (is the split name right?)")
@@ -118,6 +132,7 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
                 continue
+            row = _trec_fields(row, 4)
             if len(row) < 3:
                 raise at(path, lineno, f"expected query-id, corpus-id, score; got {len(row)} field(s)")
             try:
@@ -172,7 +187,8 @@ def judgements(rows: Iterable[tuple[str, str, str, int]], queries=None, corpus=N
 
 def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     """Each judged query's documents to rerank, in file order: ``query-id, corpus-id[, score]`` per
-    line (a header line and a run's score column are allowed), tab-separated."""
+    line (a header line and a run's score column are allowed), tab-separated; or a TREC run (query-id, Q0,
+    corpus-id, rank, score, tag; tabs or spaces), as BM25 runs are shared."""
     if not path.is_file():
         raise at(path, None, "file not found")
     candidates: dict[str, list[str]] = {}
@@ -180,6 +196,7 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
                 continue
+            row = _trec_fields(row, 6)
             if len(row) < 2:
                 raise at(path, lineno, "expected query-id, corpus-id")
             qid, doc_id = row[0].strip(), row[1].strip()

@@ -142,6 +142,19 @@ def test_qrels_header_under_other_names_or_none(tmp_path):
     assert load_qrels(path) == {"q1": {"d1": 1, "d2": 0}}
 
 
+def test_trec_qrels_read_as_the_beir_file_they_equal(tmp_path):
+    beir = tmp_path / "beir.tsv"
+    beir.write_text("query-id\tcorpus-id\tscore\n1102432\t2026790\t1\n1102432\t7\t0\n19335\t1017759\t3\n")
+    expected = load_qrels(beir)
+    for name, text in (("msmarco.tsv", "1102432\t0\t2026790\t1\n1102432\t0\t7\t0\n19335\t0\t1017759\t3\n"),
+                       ("trec_dl.txt", "1102432 Q0 2026790 1\n1102432 Q0 7 0\n19335 Q0 1017759 3\n")):
+        (tmp_path / name).write_text(text)
+        assert load_qrels(tmp_path / name) == expected == {"1102432": {"2026790": 1, "7": 0}, "19335": {"1017759": 3}}
+    (tmp_path / "short.txt").write_text("1102432 2026790\n")  # spaces, but neither layout
+    with pytest.raises(EmbedbenchError, match=r"short\.txt:1: expected query-id, corpus-id, score; got 2 field"):
+        load_qrels(tmp_path / "short.txt")
+
+
 @needs_data
 def test_subsample_keeps_every_judged_doc():
     ds = load_beir("scifact", SCIFACT, "test")

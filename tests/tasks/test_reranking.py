@@ -43,3 +43,13 @@ def test_candidates_file_errors_name_the_line(tmp_path):
     path.write_text(f"{q1}\t{next(iter(ds.corpus))}\n")
     with pytest.raises(EmbedbenchError, match=rf"1 judged queries have no candidates, e.g. '{q2}'"):
         load_candidates(path, ds)
+
+
+def test_a_trec_run_gives_the_candidates_a_tab_separated_file_gives(tmp_path):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 3, 30, seed=1)
+    candidates = _candidates(ds, 4, seed=1)
+    plain, run = tmp_path / "candidates.tsv", tmp_path / "bm25.run"
+    plain.write_text("".join(f"{q}\t{d}\n" for q, docs in candidates.items() for d in docs))
+    run.write_text("".join(f"{q} Q0 {d} {rank} {10.0 - rank:.2f} bm25\n" for q, docs in candidates.items()
+                           for rank, d in enumerate(docs, 1)))
+    assert load_candidates(run, ds) == load_candidates(plain, ds) == candidates

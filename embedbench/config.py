@@ -60,6 +60,7 @@ class DataFormat(Choice):
     pairs = "pairs"  # (anchor, positive[, negatives]) rows of a table: sentence-transformers' pair and triplet sets
     scored_pairs = "scored_pairs"
     graded_lists = "graded_lists"
+    groups = "groups"  # a query with its positives and negatives: FlagEmbedding's and Tevatron's training files
     mirror = "mirror"
     cropping = "cropping"
     labelled = "labelled"  # a labelled table (classification, clustering data) made into pairs, as NV-Embed does
@@ -305,12 +306,14 @@ class TrainingSetConfig(CollectionConfig):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # needs negatives=mined
     sampler: Sampler | None = None  # null: shuffled, no duplicate texts in a batch
     tas_balanced: TasBalancedConfig = field(default_factory=TasBalancedConfig)
-    train: str | None = None  # pairs / scored_pairs / graded_lists: the training file
+    train: str | None = None  # pairs / scored_pairs / graded_lists / groups: the training file
     # pairs: the file's anchor, positive and any negative columns, in that order; scored_pairs: its two text
     # columns and the score (null: the STS Benchmark layout). Header names, or 0-based positions
     columns: List[Column] | None = None
     max_score: float = 5.0  # scored_pairs: gold scores are divided by it
-    list_size: int = 8  # graded_lists: candidates per list
+    # graded_lists: candidates per list; groups: texts per query, one positive and list_size - 1 negatives
+    # (FlagEmbedding's train_group_size)
+    list_size: int = 8
     text_file: str | None = None  # mirror / cropping / text: one text per line; null: the BEIR corpus
     span: int = 5  # mirror: words masked
     mask_token: str = "[MASK]"

@@ -30,10 +30,13 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]  # query id -> {doc id: grade}
 
     def doc_text(self, doc_id: str) -> str:
-        """Title and body joined as mteb and BEIR do for dense models."""
         doc = self.corpus[doc_id]
-        title = doc.get("title") or ""
-        return f"{title} {doc['text']}".strip() if title else doc["text"].strip()
+        return title_and_text(doc.get("title") or "", doc["text"])
+
+
+def title_and_text(title: str, text: str) -> str:
+    """A document's title and body joined as mteb and BEIR do for dense models."""
+    return f"{title} {text}".strip() if title else text.strip()
 
 
 def resolve_root(name: str, root: str | None, url: str | None = None, md5: str | None = None,

@@ -19,7 +19,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets
 
 from embedbench.config import DataConfig, EncodeConfig
-from embedbench.data.beir import BeirDataset, load_collection, text_field
+from embedbench.data.beir import BeirDataset, load_collection, text_field, title_and_text
 from embedbench.data.files import data_file, jsonl_records
 from embedbench.data.tables import check_text, read_columns, read_labelled, read_scored_pairs, read_sts_benchmark
 from embedbench.embedding.cache import EmbeddingCache
@@ -59,6 +59,8 @@ def training_pairs(data_cfg: DataConfig, max_examples: int | None, seed: int, en
         return scored_pairs(data_cfg, max_examples)
     if data_cfg.format == "graded_lists":
         return graded_lists(data_cfg, max_examples)
+    if data_cfg.format == "groups":
+        return query_groups(data_cfg, max_examples, seed)
     if data_cfg.format == "labelled":
         return labelled_pairs(data_cfg, max_examples, seed)
     if data_cfg.format == "classes":
@@ -172,6 +174,54 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
         raise at(path, None, "no lists")
     return Dataset.from_dict({"anchor": anchors, **{f"candidate_{i + 1}": c for i, c in enumerate(columns)},
                               "label": labels})
+
+
+def query_groups(data_cfg, max_examples: int | None, seed: int) -> Dataset:
+    """A query with its positives and negatives per JSON line, as FlagEmbedding's fine-tuning files
+    (``{"query", "pos": [text, ...], "neg": [...]}``) and Tevatron's (``{"query", "positive_passages":
+    [{"title", "text"}, ...], "negative_passages": [...]}``) hold them: per query one positive and
+    ``data.list_size - 1`` negatives, drawn with the seed as FlagEmbedding draws its ``train_group_size``
+    (negatives repeat where a query has fewer)."""
+    path = training_file(data_cfg)
+    rng, k = random.Random(seed), data_cfg.list_size - 1
+    anchors, positives, negatives = [], [], [[] for _ in range(k)]
+    for lineno, record in jsonl_records(path, ("query",)):
+        pos, neg = group_texts(path, lineno, record)
+        if not pos:
+            raise at(path, lineno, "no positive")
+        if k and not neg:
+            raise at(path, lineno, f"no negatives; data.list_size={data_cfg.list_size} takes {k} per query "
+                                   "(data.list_size=1: query and positive only)")
+        anchors.append(text_field(path, lineno, record, "query", empty=False))
+        positives.append(rng.choice(pos))
+        for column, text in zip(negatives, rng.sample(neg * math.ceil(k / max(len(neg), 1)), k)):
+            column.append(text)
+        if max_examples and len(anchors) == max_examples:
+            break
+    if not anchors:
+        raise at(path, None, "no queries")
+    return Dataset.from_dict({"anchor": anchors, "positive": positives,
+                              **{f"negative_{i + 1}": column for i, column in enumerate(negatives)}})
+
+
+def group_texts(path: Path, lineno: int, record: dict) -> tuple[list[str], list[str]]:
+    """(positives, negatives) of a FlagEmbedding or a Tevatron line; a Tevatron passage is its title and
+    text joined as a BEIR document's."""
+    if "pos" in record:
+        groups = [record["pos"], record.get("neg", [])]
+        if not all(isinstance(texts, list) and all(isinstance(t, str) for t in texts) for texts in groups):
+            raise at(path, lineno, "pos and neg are lists of strings")
+        return groups[0], groups[1]
+    if "positive_passages" in record:
+        groups = [record["positive_passages"], record.get("negative_passages", [])]
+        if not all(isinstance(passages, list) and all(isinstance(p, dict) for p in passages) for passages in groups):
+            raise at(path, lineno, "positive_passages and negative_passages are lists of {title, text} objects")
+        positives, negatives = ([title_and_text(text_field(path, lineno, passage, "title"),
+                                                text_field(path, lineno, passage, "text", empty=False))
+                                 for passage in passages] for passages in groups)
+        return positives, negatives
+    raise at(path, lineno, "expected pos and neg (FlagEmbedding) or positive_passages and negative_passages "
+                           "(Tevatron)")
 
 
 def judged_pairs(data_cfg, max_examples: int | None) -> tuple[BeirDataset, list[tuple[str, str]]]:

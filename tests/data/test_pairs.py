@@ -48,3 +48,38 @@ def test_scored_pairs_of_any_table_by_their_columns(tmp_path):
     ds = scored_pairs(DataConfig(name="s", format="scored_pairs", train=str(path), columns=["a", "b", "sim"],
                                  max_score=1.0), None)
     assert ds["sentence1"] == ["one", "two"] and ds["label"] == [1.0, 0.2]
+
+
+def test_flagembedding_and_tevatron_groups_give_a_query_a_positive_and_drawn_negatives(tmp_path):
+    from embedbench.data.pairs import query_groups
+
+    flag, tevatron = tmp_path / "bge.jsonl", tmp_path / "tevatron.jsonl"
+    rows = [("what is a cell", ["Cells are the unit of life."], ["Stocks fell.", "Rain is wet.", "Cats purr."]),
+            ("who wrote hamlet", ["Hamlet: Shakespeare wrote it."], ["Paris is in France."])]
+    flag.write_text("".join(json.dumps({"query": q, "pos": pos, "neg": neg}) + "\n" for q, pos, neg in rows))
+
+    def passages(texts):  # the same texts as a title and a body
+        return [{"docid": str(i), "title": t.split(":")[0] if ":" in t else "", "text": t.split(":")[-1]}
+                for i, t in enumerate(texts)]
+    tevatron.write_text("".join(json.dumps({"query_id": str(i), "query": q, "positive_passages": passages(pos),
+                                            "negative_passages": passages(neg)}) + "\n"
+                                for i, (q, pos, neg) in enumerate(rows)))
+    config = {"name": "g", "format": "groups", "list_size": 3}
+    ours = query_groups(DataConfig(**config, train=str(flag)), None, seed=1)
+    assert ours.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert ours["anchor"] == ["what is a cell", "who wrote hamlet"]
+    assert ours["positive"] == ["Cells are the unit of life.", "Hamlet: Shakespeare wrote it."]
+    drawn = {ours["negative_1"][0], ours["negative_2"][0]}
+    assert len(drawn) == 2 and drawn < set(rows[0][2])  # two distinct of the three
+    assert ours["negative_1"][1] == ours["negative_2"][1] == "Paris is in France."  # one negative, repeated
+    assert query_groups(DataConfig(**config, train=str(tevatron)), None, seed=1)["positive"][1] == \
+        "Hamlet  Shakespeare wrote it."  # title and text joined as a BEIR document's
+    assert query_groups(DataConfig(**config, train=str(flag)), None, seed=1).to_dict() == ours.to_dict()  # seeded
+    for record, message in (({"query": "q", "pos": [], "neg": ["n"]}, "no positive"),
+                            ({"query": "q", "pos": ["p"], "neg": []}, r"no negatives; data.list_size=3 takes 2"),
+                            ({"query": "q", "pos": "p", "neg": ["n"]}, "pos and neg are lists of strings"),
+                            ({"query": "q", "positives": ["p"]}, "expected pos and neg"),
+                            ({"query": "q", "positive_passages": [{"title": "t"}]}, "field 'text' is null")):
+        flag.write_text(json.dumps(record) + "\n")
+        with pytest.raises(EmbedbenchError, match=rf"bge.jsonl:1: {message}"):
+            query_groups(DataConfig(**config, train=str(flag)), None, seed=1)

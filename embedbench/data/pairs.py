@@ -183,6 +183,9 @@ def query_groups(data_cfg, max_examples: int | None, seed: int) -> Dataset:
     ``data.list_size - 1`` negatives, drawn with the seed as FlagEmbedding draws its ``train_group_size``
     (negatives repeat where a query has fewer)."""
     path = training_file(data_cfg)
+    if data_cfg.list_size < 1:
+        raise EmbedbenchError(f"data.list_size={data_cfg.list_size}: texts per query, the positive among them; "
+                              "at least 1")
     rng, k = random.Random(seed), data_cfg.list_size - 1
     anchors, positives, negatives = [], [], [[] for _ in range(k)]
     for lineno, record in jsonl_records(path, ("query",)):

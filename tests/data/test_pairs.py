@@ -75,6 +75,10 @@ def test_flagembedding_and_tevatron_groups_give_a_query_a_positive_and_drawn_neg
     assert query_groups(DataConfig(**config, train=str(tevatron)), None, seed=1)["positive"][1] == \
         "Hamlet  Shakespeare wrote it."  # title and text joined as a BEIR document's
     assert query_groups(DataConfig(**config, train=str(flag)), None, seed=1).to_dict() == ours.to_dict()  # seeded
+    pairs_only = query_groups(DataConfig(name="g", format="groups", list_size=1, train=str(flag)), None, seed=1)
+    assert pairs_only.column_names == ["anchor", "positive"]
+    with pytest.raises(EmbedbenchError, match="data.list_size=0: texts per query"):
+        query_groups(DataConfig(name="g", format="groups", list_size=0, train=str(flag)), None, seed=1)
     for record, message in (({"query": "q", "pos": [], "neg": ["n"]}, "no positive"),
                             ({"query": "q", "pos": ["p"], "neg": []}, r"no negatives; data.list_size=3 takes 2"),
                             ({"query": "q", "pos": "p", "neg": ["n"]}, "pos and neg are lists of strings"),

@@ -502,6 +502,9 @@ class EvalConfig:
     # retrieval: encode and search the corpus this many documents at a time, keeping each view's top-k, so
     # memory holds one shard's embeddings (exact search only); null: the whole corpus at once
     shard_docs: int | None = None
+    # retrieval: each view's ranking (the top k of the metrics' largest cutoff) as a TREC run file,
+    # runs/<task>[.<view>].trec in the run folder and the MLflow run, for trec_eval and significance tests
+    save_runs: bool = False
 
     def __post_init__(self) -> None:
         if self.shard_docs is not None and self.shard_docs < 1:

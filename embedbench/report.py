@@ -15,6 +15,7 @@ from embedbench.tasks.base import Task
 from embedbench.tasks.long_synthetic import LengthSweep
 
 log = logging.getLogger("embedbench")
+RUNS = "runs"  # the run folder's TREC run files (eval.save_runs)
 # what a retrieval view logs beside its quality: costs, sizes and agreement with exact search
 COSTS = ("eval_s", "index_build_s", "search_qps", "bytes_per_vec", "flops_per_query", "recall_vs_exact_at_10")
 
@@ -144,6 +145,8 @@ def finish(job: str, tracker, out_dir: Path, phases: Phases, tasks: Sequence[Tas
     tracker.log_dict(payload, "results.json")
     write_results(out_dir / "results.json", payload)
     log.info("\n%s", render(job, out_dir, tracker, phases, tasks, metrics, main, baseline))
+    if (out_dir / RUNS).is_dir():  # eval.save_runs: the retrieval rankings as TREC run files
+        tracker.log_artifact(out_dir / RUNS)
     job_log = out_dir / f"{job}.log"  # Hydra's log of this job, the report included
     if job_log.is_file():
         tracker.log_artifact(job_log)

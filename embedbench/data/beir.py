@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
 from embedbench.data.files import jsonl_records
 from embedbench.errors import EmbedbenchError, at
@@ -186,6 +187,16 @@ def judgements(rows: Iterable[tuple[str, str, str, int]], queries=None, corpus=N
         log.warning("%s: document %r is not in the corpus; %d such judgement(s) are kept, counting as relevant "
                     "documents no ranking can reach, as mteb counts them", place, doc_id, len(unreachable))
     return qrels
+
+
+def write_trec_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
+    """``run`` ({query id: {doc id: score}}) as a TREC run file: each query's documents in trec_eval's order
+    (falling score, ties by falling doc id), scores written exactly, so trec_eval reads the ranking scored."""
+    with atomic_write(path) as fh:
+        for qid, scores in run.items():
+            ranked = sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
+            fh.writelines(f"{qid} Q0 {doc_id} {rank} {score!r} {tag}\n" for rank, (doc_id, score) in
+                          enumerate(ranked, 1))
 
 
 def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:

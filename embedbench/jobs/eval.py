@@ -8,7 +8,7 @@ from embedbench.composition import as_dict
 from embedbench.config import ModelKind, RunConfig
 from embedbench.models import load_scored_model
 from embedbench.phases import Phases
-from embedbench.report import finish
+from embedbench.report import RUNS, finish
 from embedbench.tasks import build_tasks, check_scorable, score_tasks
 from embedbench.tracking import Tracker
 
@@ -40,7 +40,7 @@ def _score(cfg: RunConfig, out_dir: Path, run_name: str, sweep_dir: str | None, 
             model = load_scored_model(cfg, phases, shared)
             check_scorable(tasks, model, cfg.model.name)
             tracker.log_params(model.params())
-        metrics = score_tasks(tasks, model, phases)
+        metrics = score_tasks(tasks, model, phases, out_dir / RUNS if cfg.eval.save_runs else None)
         model.log_stats()
         headline = finish("eval", tracker, out_dir, phases, tasks, model.views, metrics, config, cfg.eval.suite)
         return metrics, headline

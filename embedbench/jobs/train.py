@@ -31,7 +31,7 @@ from embedbench.losses import build_objective
 from embedbench.losses.compat import ROW, CompatTerm
 from embedbench.models import encoder_model, reference_encoder
 from embedbench.phases import Phases
-from embedbench.report import finish
+from embedbench.report import RUNS, finish
 from embedbench.tasks import build_tasks, score_tasks
 from embedbench.tracking import RUN_FILE, NullTracker, Tracker
 
@@ -304,7 +304,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             if cfg.logger.log_model:
                 tracker.log_model(out_dir / "model")
         model = encoder_model(encoder, views, cfg, phases)
-        metrics = score_tasks(tasks, model, phases)
+        metrics = score_tasks(tasks, model, phases, out_dir / RUNS if cfg.eval.save_runs else None)
         metrics["train/seconds"] = train_seconds
         model.log_stats()
         headline = finish("train", tracker, out_dir, phases, tasks, model.views, metrics, config, cfg.eval.suite,

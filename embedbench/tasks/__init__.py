@@ -35,7 +35,7 @@ from embedbench.tasks.long_synthetic import LengthSweep
 from embedbench.tasks.mteb_tasks import MtebTasks
 from embedbench.tasks.pair_classification import PairClassificationTask
 from embedbench.tasks.reranking import RerankingTask
-from embedbench.tasks.retrieval import RetrievalTask, SubsetAverage, checked_metrics
+from embedbench.tasks.retrieval import RetrievalTask, SubsetAverage, checked_metrics, writing_runs
 from embedbench.tasks.sts import STSTask
 
 # the unlabeled formats read a BEIR folder's corpus, whose test split the tasks score
@@ -147,11 +147,14 @@ def check_scorable(tasks: Sequence[Task], model: ScoredModel, model_name: str) -
                                       f"eval.tasks has {task.name} ({type(task).__name__}): choose eval=beir")
 
 
-def score_tasks(tasks: Sequence[Task], model: ScoredModel, phases: Phases | None = None) -> dict[str, float]:
-    """Every task, every view; each task's texts encoded once for all views (or read from the cache)."""
+def score_tasks(tasks: Sequence[Task], model: ScoredModel, phases: Phases | None = None,
+                runs: Path | None = None) -> dict[str, float]:
+    """Every task, every view; each task's texts encoded once for all views (or read from the cache).
+    ``runs``: a folder for the retrieval rankings as TREC run files."""
     phases = phases or Phases()
     metrics = {}
     for task in tasks:
+        task = writing_runs(task, runs) if runs else task
         start = time.perf_counter()
         with phases(f"scoring {task.name}"):
             metrics.update(task.evaluate(model))

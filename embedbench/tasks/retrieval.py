@@ -2,13 +2,15 @@
 index; or BM25), scored with trec_eval's measures via pytrec_eval, as mteb does."""
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytrec_eval
 
 from embedbench.config import IndexConfig
-from embedbench.data.beir import BeirDataset, subsample
+from embedbench.data.beir import BeirDataset, subsample, write_trec_run
 from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
@@ -67,6 +69,7 @@ class RetrievalTask(TaskBase):
     metrics: list[str]
     indexes: tuple[IndexConfig, ...] = ()  # scored beside exact search, per view (index=)
     ignore_identical_ids: bool = False  # drop a doc whose id is the query's (sets where queries sit in the corpus)
+    runs: Path | None = None  # a folder for each view's ranking as a TREC run file (eval.save_runs)
     needs_embeddings = False
 
     @property
@@ -105,6 +108,9 @@ class RetrievalTask(TaskBase):
         run = {qid: {doc_ids[j]: float(s) for s, j in zip(row_s, row_i)
                      if j >= 0 and not (self.ignore_identical_ids and doc_ids[j] == qid)}
                for qid, row_s, row_i in zip(qids, found.scores, found.ids)}
+        if self.runs is not None:
+            view = suffix.replace("/", ".")  # '' or '.d64', '.l3_d64', '.d64_binary'
+            write_trec_run(self.runs / f"{self.name}{view}.trec", run, f"embedbench{suffix}")
         out = metrics_by_view(self.name, self.dataset.qrels, run, self.metrics, suffix)
         out[f"{self.name}/index_build_s{suffix}"] = found.build_s
         out[f"{self.name}/search_qps{suffix}"] = len(qids) / max(found.search_s, 1e-9)
@@ -149,3 +155,17 @@ class SubsetAverage:
         for metric in per_part[0]:
             out[f"{self.name}/{metric}"] = sum(scores[metric] for scores in per_part) / len(per_part)
         return out
+
+
+def writing_runs(task, folder: Path):
+    """``task``, or a copy of it whose retrieval rankings go to ``folder`` as TREC run files (a collection of
+    subsets: each part's)."""
+    if isinstance(task, RetrievalTask):
+        copied = copy.copy(task)
+        copied.runs = folder
+        return copied
+    if isinstance(task, SubsetAverage):
+        copied = copy.copy(task)
+        copied.parts = [writing_runs(part, folder) for part in task.parts]
+        return copied
+    return task

@@ -55,6 +55,22 @@ def test_bm25_is_scored_through_the_same_retrieval_task(tmp_path, scifact_slice)
     assert refused.returncode != 0 and "model=bm25 has no embeddings" in refused.stderr
 
 
+def test_save_runs_writes_each_ranking_as_a_trec_run_beside_the_results_and_in_mlflow(tmp_path, scifact_slice):
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import mlflow_runs
+
+    run_main("eval", "model=bm25", "eval=beir", f"data.root={scifact_slice}", "eval.save_runs=true", cwd=tmp_path)
+    [results] = results_files(tmp_path)
+    lines = (results.parent / "runs" / "scifact.trec").read_text().splitlines()
+    assert lines and all(len(line.split()) == 6 and line.split()[1] == "Q0" for line in lines)
+    [run] = mlflow_runs(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "runs")] == ["runs/scifact.trec"]
+    run_main("eval", "model=bm25", "eval=beir", f"data.root={scifact_slice}", cwd=tmp_path)
+    assert not (results_files(tmp_path)[-1].parent / "runs").exists()  # off by default
+
+
 def test_a_full_disk_for_the_embedding_cache_stops_naming_the_entry(tmp_path, tiny_model_path):
     with small_disk(tmp_path / "disk", "1m") as disk:
         fill_disk(disk)

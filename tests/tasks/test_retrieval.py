@@ -94,3 +94,27 @@ def test_every_view_and_index_variant_gets_its_metrics(encoder, tmp_path):
     assert metrics["toy/bytes_per_vec/binary"] == 48 and metrics["toy/bytes_per_vec/d64_binary"] == 8
     figure = index_pareto(metrics, views, "toy", "ndcg_at_10", ["binary", "funnel"], tmp_path / "pareto.png")
     assert figure.stat().st_size > 10_000
+
+
+@needs_data
+def test_each_views_ranking_is_written_as_a_trec_run_that_scores_the_same(encoder, tmp_path):
+    from embedbench.tasks.retrieval import writing_runs
+
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 15, 150, seed=2)
+    task = RetrievalTask("scifact", ds, ["ndcg_at_10", "recall_at_100", "mrr_at_10"])
+    ours = writing_runs(task, tmp_path / "runs").evaluate(scored(encoder, encoder.views(ViewsConfig(dims=[384, 64]))))
+    assert task.runs is None  # the task itself is left as it was: a baseline scored with it writes nothing
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["scifact.d64.trec", "scifact.trec"]
+    for suffix, name in (("", "scifact.trec"), ("/d64", "scifact.d64.trec")):
+        run, ranks = {}, {}
+        for line in (tmp_path / "runs" / name).read_text().splitlines():
+            qid, q0, doc_id, rank, score, tag = line.split()
+            assert (q0, tag) == ("Q0", f"embedbench{suffix}")
+            run.setdefault(qid, {})[doc_id] = float(score)
+            ranks.setdefault(qid, []).append((int(rank), float(score)))
+        assert all([r for r, _ in rows] == list(range(1, len(rows) + 1)) and
+                   [s for _, s in rows] == sorted((s for _, s in rows), reverse=True) for rows in ranks.values())
+        assert len(run) == 15 and all(len(docs) == 100 for docs in run.values())
+        again = retrieval_metrics(ds.qrels, run, ["ndcg_at_10", "recall_at_100", "mrr_at_10"])
+        assert {f"scifact/{m}{suffix}": v for m, v in again.items()} == {
+            key: ours[key] for key in (f"scifact/{m}{suffix}" for m in again)}

@@ -502,8 +502,9 @@ class EvalConfig:
     # retrieval: encode and search the corpus this many documents at a time, keeping each view's top-k, so
     # memory holds one shard's embeddings (exact search only); null: the whole corpus at once
     shard_docs: int | None = None
-    # retrieval: each view's ranking (the top k of the metrics' largest cutoff) as a TREC run file,
-    # runs/<task>[.<view>].trec in the run folder and the MLflow run, for trec_eval and significance tests
+    # retrieval and reranking: each view's ranking (retrieval's: the top k of the largest metric cutoff) as a
+    # TREC run file, runs/<task>[.<view>].trec in the run folder and the MLflow run, for trec_eval and
+    # significance tests
     save_runs: bool = False
 
     def __post_init__(self) -> None:

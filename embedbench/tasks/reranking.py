@@ -13,7 +13,7 @@ from embedbench.config import RerankingTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
 from embedbench.embedding.prompts import DOCUMENT, QUERY
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
-from embedbench.tasks.retrieval import checked_metrics, metrics_by_view
+from embedbench.tasks.retrieval import checked_metrics, metrics_by_view, write_view_run
 
 
 @dataclass
@@ -21,6 +21,7 @@ class RerankingTask(TaskBase):
     dataset: BeirDataset
     candidates: dict[str, list[str]]  # query id -> doc ids to order
     metrics: list[str]
+    runs: Path | None = None  # a folder for each view's ordering as a TREC run file (eval.save_runs)
 
     @property
     def main_metric(self) -> str:
@@ -52,5 +53,7 @@ class RerankingTask(TaskBase):
                 shortlist = self.candidates[qid]
                 scores = docs[torch.tensor([row[d] for d in shortlist])] @ queries[i]
                 run[qid] = dict(zip(shortlist, scores.tolist()))
+            if self.runs is not None:
+                write_view_run(self.runs, self.name, model.views.name(view), run)
             out.update(metrics_by_view(self.name, self.dataset.qrels, run, self.metrics, model.views.name(view)))
         return out

@@ -109,8 +109,7 @@ class RetrievalTask(TaskBase):
                      if j >= 0 and not (self.ignore_identical_ids and doc_ids[j] == qid)}
                for qid, row_s, row_i in zip(qids, found.scores, found.ids)}
         if self.runs is not None:
-            view = suffix.replace("/", ".")  # '' or '.d64', '.l3_d64', '.d64_binary'
-            write_trec_run(self.runs / f"{self.name}{view}.trec", run, f"embedbench{suffix}")
+            write_view_run(self.runs, self.name, suffix, run)
         out = metrics_by_view(self.name, self.dataset.qrels, run, self.metrics, suffix)
         out[f"{self.name}/index_build_s{suffix}"] = found.build_s
         out[f"{self.name}/search_qps{suffix}"] = len(qids) / max(found.search_s, 1e-9)
@@ -157,10 +156,15 @@ class SubsetAverage:
         return out
 
 
+def write_view_run(folder: Path, task: str, suffix: str, run: dict[str, dict[str, float]]) -> None:
+    """One view's ranking as ``<task>[.<view>].trec``: '' or '.d64', '.l3_d64', '.d64_binary'."""
+    write_trec_run(folder / f"{task}{suffix.replace('/', '.')}.trec", run, f"embedbench{suffix}")
+
+
 def writing_runs(task, folder: Path):
-    """``task``, or a copy of it whose retrieval rankings go to ``folder`` as TREC run files (a collection of
-    subsets: each part's)."""
-    if isinstance(task, RetrievalTask):
+    """``task``, or a copy of it whose rankings (retrieval's, reranking's) go to ``folder`` as TREC run files (a
+    collection of subsets: each part's)."""
+    if "runs" in getattr(task, "__dataclass_fields__", {}):
         copied = copy.copy(task)
         copied.runs = folder
         return copied

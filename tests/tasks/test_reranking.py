@@ -53,3 +53,22 @@ def test_a_trec_run_gives_the_candidates_a_tab_separated_file_gives(tmp_path):
     run.write_text("".join(f"{q} Q0 {d} {rank} {10.0 - rank:.2f} bm25\n" for q, docs in candidates.items()
                            for rank, d in enumerate(docs, 1)))
     assert load_candidates(run, ds) == load_candidates(plain, ds) == candidates
+
+
+def test_save_runs_writes_each_views_ordering_of_the_candidates(encoder, tmp_path):
+    from embedbench.config import ViewsConfig
+    from embedbench.tasks.retrieval import retrieval_metrics, writing_runs
+
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 10, 100, seed=4)
+    candidates = _candidates(ds, 6, seed=4)
+    task = RerankingTask("rerank", ds, candidates, ["map_at_1000", "mrr_at_10"])
+    ours = writing_runs(task, tmp_path).evaluate(scored(encoder, encoder.views(ViewsConfig(dims=[384, 32]))))
+    assert task.runs is None and sorted(p.name for p in tmp_path.iterdir()) == ["rerank.d32.trec", "rerank.trec"]
+    for suffix, name in (("", "rerank.trec"), ("/d32", "rerank.d32.trec")):
+        run = {}
+        for line in (tmp_path / name).read_text().splitlines():
+            qid, _, doc_id, _, score, _ = line.split()
+            run.setdefault(qid, {})[doc_id] = float(score)
+        assert {qid: sorted(docs) for qid, docs in run.items()} == {q: sorted(c) for q, c in candidates.items()}
+        again = retrieval_metrics(ds.qrels, run, ["map_at_1000", "mrr_at_10"])
+        assert again == {metric: ours[f"rerank/{metric}{suffix}"] for metric in again}

@@ -150,6 +150,35 @@ def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_dis
         assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer
 
 
+@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.999)])
+def test_openvino_encodes_bf16_weights_as_torch_encodes_their_values(precision, min_cos):
+    """model.dtype=bf16: the converted model computes with the weights' values (its converter, handed bf16
+    weights as they are, put MiniLM's first layer at cosine 0.73 to torch's)."""
+    from embedbench.embedding.encoder import LayerEncoder, load_model
+
+    rounded = load_model("default", "cpu")
+    with torch.no_grad():
+        for weight in rounded.parameters():
+            weight.copy_(weight.bfloat16().float())
+    reference = LayerEncoder(rounded).encode(TEXTS, [1, 6], batch_size=4)
+    half = LayerEncoder(load_model("default", "cpu", dtype="bf16"))
+    out = half.encode(TEXTS, [1, 6], batch_size=4, precision=precision, backend="openvino")
+    for layer in (1, 6):
+        assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer
+
+
+def test_fp32_asked_of_half_weights_on_torch_is_warned_of(caplog):
+    from embedbench.embedding.encoder import LayerEncoder, load_model
+
+    half = LayerEncoder(load_model("default", "cpu", dtype="bf16"))
+    with caplog.at_level(logging.WARNING):
+        Embedder(half, [6], EncodeConfig(precision="auto", backend="torch"))
+        Embedder(half, [6], EncodeConfig(precision="fp32", backend="openvino"))  # computes with fp32 values
+        assert not caplog.records
+        Embedder(half, [6], EncodeConfig(precision="fp32", backend="torch"))
+    assert "the weights are bfloat16 (model.dtype), so torch computes in bfloat16" in caplog.text
+
+
 def test_a_model_openvino_cannot_convert_is_named_in_one_line(tiny_model_path):
     from embedbench.embedding.encoder import LayerEncoder, load_model
 

@@ -28,6 +28,11 @@ def init() -> None:
     import torch
     import torch.distributed as dist
 
+    # imported before the group exists: its functions (sentence-transformers' gather across devices) take
+    # torch.distributed.group.WORLD as a default argument, and one imported later would hold the group alive
+    # past destroy_process_group, its gloo threads then torn down with the interpreter, which can abort it
+    import torch.distributed.nn  # noqa: F401
+
     if world_size() > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -106,6 +106,37 @@ def test_torchrun_two_process_train_logs_once_and_saves_once(tmp_path, scifact_s
     assert proc.stdout.count("embedbench train: finished") == 1  # scored and reported once
 
 
+LEAVING = """
+import os
+import sys
+import torch
+from embedbench import distributed
+
+distributed.init()  # as the CLI does, before the job imports what it runs
+from sentence_transformers.util.distributed import all_gather
+x = torch.ones(3, requires_grad=True)
+all_gather(x, with_grad=True).sum().backward()  # a loss's gather across devices
+distributed.leave()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+with open(os.path.join(sys.argv[1], f"threads.{distributed.rank()}"), "w") as out:
+    out.write(" ".join(sorted(names)))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through /proc")
+def test_leaving_the_group_after_a_gather_with_gradients_stops_its_gloo_threads(tmp_path):
+    """Gloo threads left running until the interpreter tears them down can abort a rank after its work is done
+    (``terminate called without an active exception``), and torchrun then kills the other ranks mid-work."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVING)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    threads = [(tmp_path / f"threads.{rank}").read_text() for rank in (0, 1)]
+    assert all("python" in names and "gloo" not in names for names in threads), threads
+
+
 def _torchrun(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "embedbench",

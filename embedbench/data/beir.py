@@ -1,4 +1,5 @@
-"""BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+"""BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv; or the corpus and queries as tab-separated
+corpus.tsv and queries.tsv, as MS MARCO ships its collection and queries.
 
 Where a folder comes from: ``data.root`` if set, else ``$EMBEDBENCH_DATA/beir/<name>``, else the cache, where
 the archive at ``data.url`` (the official BEIR zip) is downloaded, checked against its md5 and unpacked.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
-from embedbench.data.files import jsonl_records
+from embedbench.data.files import jsonl_records, tsv_records
 from embedbench.errors import EmbedbenchError, at
 
 log = logging.getLogger("embedbench")
@@ -71,6 +72,21 @@ def resolve_root(name: str, root: str | None, url: str | None = None, md5: str |
     return cached
 
 
+ID_NAMES = ("id", "_id", "docid", "doc_id", "pid", "qid", "query_id", "query-id", "corpus-id")
+TEXT_NAMES = ("text", "passage", "contents", "body", "query", "question")
+# a tab-separated file's columns: by a first line naming them, else by how many there are (id and text: MS
+# MARCO's collection.tsv and queries.*.tsv; three, title included, come in either order, so need the names)
+TSV_COLUMNS = {"_id": ID_NAMES, "text": TEXT_NAMES, "title": ("title",)}
+TSV_LAYOUTS = {2: ("_id", "text")}
+
+
+def collection_file(root: Path, stem: str) -> Path:
+    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``; the jsonl file where neither is there, so the
+    error names the file BEIR's layout expects."""
+    jsonl, tsv = root / f"{stem}.jsonl", root / f"{stem}.tsv"
+    return tsv if tsv.is_file() and not jsonl.is_file() else jsonl
+
+
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
     def document(lineno: int, rec: dict) -> dict[str, str]:
         return {field: text_field(path, lineno, rec, field) for field in ("title", "text")}
@@ -86,10 +102,12 @@ def load_queries(path: Path) -> dict[str, str]:
 
 
 def records_by_id(path: Path, what: str, read) -> dict:
-    """{_id: read(line number, record)} over a jsonl file; an id met again replaces the earlier record, as
+    """{_id: read(line number, record)} over a jsonl or tsv file; an id met again replaces the earlier record, as
     BEIR's reader takes it, with a warning."""
     found, repeated = {}, []
-    for lineno, rec in jsonl_records(path, ("_id", "text")):
+    records = (tsv_records(path, TSV_COLUMNS, TSV_LAYOUTS) if path.suffix == ".tsv" else
+               jsonl_records(path, ("_id", "text")))
+    for lineno, rec in records:
         key = str(rec["_id"])
         if key in found:
             repeated.append((lineno, key))
@@ -215,7 +233,7 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
                 raise at(path, lineno, "expected query-id, corpus-id")
             qid, doc_id = row[0].strip(), row[1].strip()
             if doc_id not in ds.corpus:
-                raise at(path, lineno, f"document {doc_id!r} is not in corpus.jsonl")
+                raise at(path, lineno, f"document {doc_id!r} is not in the corpus")
             if qid in ds.qrels:
                 candidates.setdefault(qid, []).append(doc_id)
     missing = [qid for qid in ds.qrels if qid not in candidates]
@@ -237,8 +255,8 @@ def load_collection(collection, split: str, key: str = "data", root: Path | None
 
 
 def load_beir(name: str, root: Path, split: str) -> BeirDataset:
-    corpus = load_corpus(root / "corpus.jsonl")
-    queries = load_queries(root / "queries.jsonl")
+    corpus = load_corpus(collection_file(root, "corpus"))
+    queries = load_queries(collection_file(root, "queries"))
     qrels = load_qrels(root / "qrels" / f"{split}.tsv", queries, corpus)
     queries = {qid: queries[qid] for qid in qrels}
     return BeirDataset(name, corpus, queries, qrels)

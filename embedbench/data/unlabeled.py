@@ -12,7 +12,7 @@ import random
 
 from datasets import Dataset
 
-from embedbench.data.beir import load_corpus, resolve_root
+from embedbench.data.beir import collection_file, load_corpus, resolve_root, title_and_text
 from embedbench.data.files import data_file, text_lines
 from embedbench.errors import at
 
@@ -27,8 +27,8 @@ def unlabeled_texts(data_cfg) -> list[str]:
             raise at(path, None, "no text")
         return texts
     root = resolve_root(data_cfg.name, data_cfg.root, data_cfg.url, data_cfg.md5)
-    corpus = load_corpus(root / "corpus.jsonl")
-    return [f"{doc['title']} {doc['text']}".strip() for doc in corpus.values()]
+    corpus = load_corpus(collection_file(root, "corpus"))
+    return [title_and_text(doc["title"], doc["text"]) for doc in corpus.values()]
 
 
 def masked_span(text: str, rng: random.Random, span: int, mask_token: str) -> str:

@@ -155,6 +155,40 @@ def test_trec_qrels_read_as_the_beir_file_they_equal(tmp_path):
         load_qrels(tmp_path / "short.txt")
 
 
+def _msmarco_folder(folder, corpus: str, queries: str = "19335\tanthropological study of cats\n"):
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.tsv").write_text(corpus)
+    (folder / "queries.tsv").write_text(queries)
+    (folder / "qrels" / "dev.tsv").write_text("19335\t0\t7\t1\n")  # MS MARCO's qrels.dev.tsv
+    return folder
+
+
+def test_ms_marco_tsv_corpus_and_queries_read_as_the_beir_folder_they_equal(tmp_path):
+    expected = load_beir("x", beir_folder(tmp_path / "beir", {
+        "7": {"title": "", "text": 'The "cat" studies.'}, "8": {"title": "", "text": "Dogs."}},
+        {"19335": "anthropological study of cats"}, {"19335": {"7": 1}}, split="dev"), "dev")
+    headerless = _msmarco_folder(tmp_path / "collection", '7\tThe "cat" studies.\n8\tDogs.\n')
+    named = _msmarco_folder(tmp_path / "named", 'pid\tpassage\n7\tThe "cat" studies.\n8\tDogs.\n',
+                            "qid\tquery\n19335\tanthropological study of cats\n")
+    for folder in (headerless, named):
+        ds = load_beir("x", folder, "dev")
+        assert (ds.corpus, ds.queries, ds.qrels) == (expected.corpus, expected.queries, expected.qrels)
+    titled = load_beir("x", _msmarco_folder(tmp_path / "titled", "text\tid\ttitle\nDogs.\t8\tD\n"
+                                            'The "cat" studies.\t7\t\n'), "dev")  # DPR's order
+    assert titled.corpus == {"7": {"title": "", "text": 'The "cat" studies.'}, "8": {"title": "D", "text": "Dogs."}}
+    (named / "corpus.jsonl").write_text(json.dumps({"_id": "7", "text": "from the jsonl"}) + "\n")
+    assert load_beir("x", named, "dev").doc_text("7") == "from the jsonl"  # BEIR's own file comes first
+
+
+@pytest.mark.parametrize("corpus, message", [
+    ("7\tT\tThe cat.\n", r"corpus\.tsv:1: 3 columns and no first line naming them, e\.g\. id, text, title"),
+    ("id\ttext\n7\tThe cat.\n8\n", r"corpus\.tsv:3: expected 2 tab-separated fields, got 1"),
+])
+def test_a_tsv_corpus_whose_columns_cannot_be_told_apart_is_named(tmp_path, corpus, message):
+    with pytest.raises(EmbedbenchError, match=message):
+        load_beir("x", _msmarco_folder(tmp_path / "bad", corpus), "dev")
+
+
 @needs_data
 def test_subsample_keeps_every_judged_doc():
     ds = load_beir("scifact", SCIFACT, "test")

@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
@@ -123,10 +124,9 @@ class BarOnly(ProgressCallback):
         pass
 
 
-def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker,
+def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: str, tracker: Tracker, bf16: bool,
         resume: bool = False, sampler="no_duplicates", prompts: Prompts = Prompts()) -> None:
     t = cfg.trainer
-    bf16 = training_bf16(t.bf16, device)
     # what auto chose on this machine; a tag, as a run resumed elsewhere may choose otherwise
     tracker.set_tags({"trainer.precision": "bf16" if bf16 else "fp32"})
     args = SentenceTransformerTrainingArguments(
@@ -166,9 +166,15 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
                         f"written to {out_dir / 'checkpoints'}; continue with trainer.resume=auto (or ={out_dir})")
 
 
-def training_bf16(setting, device: str) -> bool:
+def training_bf16(setting, device: str, weights: torch.dtype = torch.float32) -> bool:
     """``trainer.bf16``; ``auto`` is bf16 autocast wherever bf16 is native (CUDA, CPUs with AVX512-BF16): on
-    such a CPU the headline training reaches fp32's nDCG@10 in 0.6x the time (docs/results/training.md)."""
+    such a CPU the headline training reaches fp32's nDCG@10 in 0.6x the time (docs/results/training.md).
+    Never over fp16 ``weights``: autocast would hand their fp16 LayerNorms bf16 activations, which they refuse."""
+    if weights == torch.float16:
+        if setting is True:
+            raise EmbedbenchError("trainer.bf16=true: the weights are fp16 (model.dtype), and bf16 autocast over "
+                                  "them fails; use model.dtype=bf16 or fp32, or trainer.bf16=false")
+        return False
     return native_bf16(device) if setting == "auto" else bool(setting)
 
 
@@ -263,6 +269,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             cache = open_cache(cfg.eval)
             dataset = training_sets(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
             encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
+            bf16 = training_bf16(cfg.trainer.bf16, device, next(encoder.model.parameters()).dtype)
             views = encoder.views(cfg.model.views)
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)
@@ -283,7 +290,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
                 baseline = score_tasks(tasks, encoder_model(encoder, views, cfg))
         with phases("training"):
             started = time.perf_counter()
-            fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker,
+            fit(cfg, encoder.model, objective, dataset, out_dir, device, tracker, bf16,
                 resume=resume_run_id is not None, sampler=sampler, prompts=prompts)
             train_seconds = time.perf_counter() - started
         if not distributed.is_main():

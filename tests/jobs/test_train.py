@@ -11,6 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from embedbench.embedding.encoder import native_bf16
+from embedbench.errors import EmbedbenchError
 from embedbench.jobs.train import training_bf16
 from tests.helpers import fill_disk, mlflow_runs, resize_disk, results_files, run_main, small_disk
 
@@ -76,6 +77,18 @@ def test_bf16_auto_is_bf16_where_it_is_native_and_an_explicit_setting_wins():
     assert training_bf16("auto", "cuda") and not training_bf16(False, "cuda") and training_bf16(True, "cpu")
     assert training_bf16("auto", "cpu") == torch.cpu._is_avx512_bf16_supported()
     assert not training_bf16("auto", "mps")
+
+
+def test_fp16_weights_train_without_bf16_autocast(tmp_path, scifact_slice, tiny_model_path):
+    """Autocast would hand fp16 LayerNorms bf16 activations ("mixed dtype (CPU)"): auto leaves it off, and
+    asking for it is refused in one line."""
+    assert not training_bf16("auto", "cuda", torch.float16) and not training_bf16("auto", "cpu", torch.float16)
+    with pytest.raises(EmbedbenchError, match=r"trainer\.bf16=true: the weights are fp16 \(model\.dtype\)"):
+        training_bf16(True, "cpu", torch.float16)
+    run_main("train", "trainer=debug", "model.dtype=fp16", f"model.name_or_path={tiny_model_path}",
+             f"data.root={scifact_slice}", "eval=beir", cwd=tmp_path)
+    [results] = results_files(tmp_path)
+    assert 0 <= json.loads(results.read_text())["metrics"]["scifact/ndcg_at_10"] <= 1
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice, tiny_model_path):

@@ -269,7 +269,13 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             cache = open_cache(cfg.eval)
             dataset = training_sets(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
             encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
-            bf16 = training_bf16(cfg.trainer.bf16, device, next(encoder.model.parameters()).dtype)
+            weights = next(encoder.model.parameters()).dtype
+            bf16 = training_bf16(cfg.trainer.bf16, device, weights)
+            if weights != torch.float32 and not cfg.model.lora.r:
+                log.warning("model.dtype: full fine-tuning updates the %s weights in place, and most of AdamW's "
+                            "steps at trainer.lr=%g fall below their resolution; train fp32 weights (trainer.bf16 "
+                            "still computes in bf16) or adapters (model.lora.r)",
+                            str(weights).removeprefix("torch."), cfg.trainer.lr)
             views = encoder.views(cfg.model.views)
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)

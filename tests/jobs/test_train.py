@@ -81,14 +81,18 @@ def test_bf16_auto_is_bf16_where_it_is_native_and_an_explicit_setting_wins():
 
 def test_fp16_weights_train_without_bf16_autocast(tmp_path, scifact_slice, tiny_model_path):
     """Autocast would hand fp16 LayerNorms bf16 activations ("mixed dtype (CPU)"): auto leaves it off, and
-    asking for it is refused in one line."""
+    asking for it is refused in one line. Fine-tuning 16-bit weights in full is warned of: at lr 2e-5 most
+    updates are below their resolution."""
     assert not training_bf16("auto", "cuda", torch.float16) and not training_bf16("auto", "cpu", torch.float16)
     with pytest.raises(EmbedbenchError, match=r"trainer\.bf16=true: the weights are fp16 \(model\.dtype\)"):
         training_bf16(True, "cpu", torch.float16)
-    run_main("train", "trainer=debug", "model.dtype=fp16", f"model.name_or_path={tiny_model_path}",
-             f"data.root={scifact_slice}", "eval=beir", cwd=tmp_path)
-    [results] = results_files(tmp_path)
-    assert 0 <= json.loads(results.read_text())["metrics"]["scifact/ndcg_at_10"] <= 1
+    args = ["trainer=debug", "model.dtype=fp16", f"model.name_or_path={tiny_model_path}",
+            f"data.root={scifact_slice}", "eval=beir"]
+    run_main("train", *args, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
+    assert 0 <= json.loads((tmp_path / "full" / "results.json").read_text())["metrics"]["scifact/ndcg_at_10"] <= 1
+    assert "full fine-tuning updates the float16 weights in place" in (tmp_path / "full" / "train.log").read_text()
+    run_main("train", *args, "model.lora.r=4", f"hydra.run.dir={tmp_path / 'lora'}", cwd=tmp_path)
+    assert "full fine-tuning" not in (tmp_path / "lora" / "train.log").read_text()
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice, tiny_model_path):

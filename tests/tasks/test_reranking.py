@@ -38,7 +38,7 @@ def test_candidates_file_errors_name_the_line(tmp_path):
     q1, q2 = sorted(ds.qrels)
     path = tmp_path / "candidates.tsv"
     path.write_text(f"query-id\tcorpus-id\n{q1}\t{next(iter(ds.corpus))}\n{q2}\tnot-a-doc\n")
-    with pytest.raises(EmbedbenchError, match=r"candidates\.tsv:3: document 'not-a-doc' is not in corpus"):
+    with pytest.raises(EmbedbenchError, match=r"candidates\.tsv:3: document 'not-a-doc' is not in the corpus"):
         load_candidates(path, ds)
     path.write_text(f"{q1}\t{next(iter(ds.corpus))}\n")
     with pytest.raises(EmbedbenchError, match=rf"1 judged queries have no candidates, e.g. '{q2}'"):

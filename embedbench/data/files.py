@@ -62,10 +62,10 @@ def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, 
 
 def tsv_records(path: Path, names: dict[str, tuple[str, ...]], layouts: dict[int, tuple[str, ...]]
                 ) -> Iterator[tuple[int, dict]]:
-    """(line number, record) for every line of a tab-separated file without quoting (MS MARCO's collection
-    and queries are such files). A first line naming the columns (``names``: each field and the header names
-    it goes by, any case; the first two fields are required) says which column is which; without one,
-    ``layouts`` does by the number of columns."""
+    """(line number, record) for every line of a tab-separated file (MS MARCO's collection and queries, DPR's
+    passages), each field unquoted where it is in CSV quoting. A first line naming the columns (``names``: each
+    field and the header names it goes by, any case; the first two fields are required) says which column is
+    which; without one, ``layouts`` does by the number of columns."""
     path = Path(path)
     if not path.is_file():
         raise at(path, None, "file not found")
@@ -87,7 +87,16 @@ def tsv_records(path: Path, names: dict[str, tuple[str, ...]], layouts: dict[int
                 columns = {field: layouts[len(row)].index(field) for field in layouts[len(row)]}
             if len(row) <= max(columns.values()):
                 raise at(path, lineno, f"expected {max(columns.values()) + 1} tab-separated fields, got {len(row)}")
-            yield lineno, {field: row[index] for field, index in columns.items()}
+            yield lineno, {field: _unquoted(row[index]) for field, index in columns.items()}
+
+
+def _unquoted(field: str) -> str:
+    """A field in CSV quoting (wrapped in quotes, every quote inside doubled, as DPR's passages are) as its
+    text; any other field as it is (MS MARCO's passages hold bare quotes, which a CSV reader would take as
+    the start of a field running across tabs and lines)."""
+    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
+        return field[1:-1].replace('""', '"')
+    return field
 
 
 def text_lines(path: Path) -> list[str]:

@@ -173,9 +173,11 @@ def test_ms_marco_tsv_corpus_and_queries_read_as_the_beir_folder_they_equal(tmp_
     for folder in (headerless, named):
         ds = load_beir("x", folder, "dev")
         assert (ds.corpus, ds.queries, ds.qrels) == (expected.corpus, expected.queries, expected.qrels)
-    titled = load_beir("x", _msmarco_folder(tmp_path / "titled", "text\tid\ttitle\nDogs.\t8\tD\n"
-                                            'The "cat" studies.\t7\t\n'), "dev")  # DPR's order
-    assert titled.corpus == {"7": {"title": "", "text": 'The "cat" studies.'}, "8": {"title": "D", "text": "Dogs."}}
+    titled = load_beir("x", _msmarco_folder(tmp_path / "titled", 'id\ttext\ttitle\n8\tDogs.\t"D"\n'
+                                            '7\t"The ""cat"" studies."\t\n9\t"Hi," he said "bye"\tH\n'), "dev")
+    assert titled.corpus == {  # DPR's columns and quoting; a field with bare quotes inside stays as it is
+        "7": {"title": "", "text": 'The "cat" studies.'}, "8": {"title": "D", "text": "Dogs."},
+        "9": {"title": "H", "text": '"Hi," he said "bye"'}}
     (named / "corpus.jsonl").write_text(json.dumps({"_id": "7", "text": "from the jsonl"}) + "\n")
     assert load_beir("x", named, "dev").doc_text("7") == "from the jsonl"  # BEIR's own file comes first
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
-from embedbench.data.files import jsonl_records, tsv_records
+from embedbench.data.files import jsonl_records
+from embedbench.data.tables import Layout, table_rows
 from embedbench.errors import EmbedbenchError, at
 
 log = logging.getLogger("embedbench")
@@ -80,6 +81,38 @@ TSV_COLUMNS = {"_id": ID_NAMES, "text": TEXT_NAMES, "title": ("title",)}
 TSV_LAYOUTS = {2: ("_id", "text")}
 
 
+def tsv_records(path: Path) -> Iterable[tuple[int, dict[str, str]]]:
+    """(line number, {"_id", "text"[, "title"]}) for every line of a tab-separated corpus or queries file (MS
+    MARCO's, DPR's), its columns named by a first line or told by their count (:data:`TSV_LAYOUTS`), each
+    field unquoted where it is in CSV quoting."""
+    if not path.is_file():
+        raise at(path, None, "file not found")
+    with open(path, encoding="utf-8-sig") as fh:
+        lineno, first = next(((n, line) for n, line in enumerate(fh, 1) if line.strip()), (1, ""))
+    row = first.rstrip("\r\n").split("\t")
+    header = [name.strip().lower() for name in row]
+    named = {field: next((row[header.index(name)] for name in names if name in header), None)
+             for field, names in TSV_COLUMNS.items()}
+    if named["_id"] is not None and named["text"] is not None:
+        columns, has_header = {field: name for field, name in named.items() if name is not None}, True
+    elif len(row) in TSV_LAYOUTS:
+        columns, has_header = {field: i for i, field in enumerate(TSV_LAYOUTS[len(row)])}, False
+    else:
+        raise at(path, lineno, f"{len(row)} columns and no first line naming them, e.g. "
+                 f"{', '.join(names[0] for names in TSV_COLUMNS.values())} (tab-separated, in any order)")
+    for lineno, record in table_rows(path, columns, Layout("tsv", has_header)):
+        yield lineno, {field: _unquoted(value) for field, value in record.items()}
+
+
+def _unquoted(field: str) -> str:
+    """A field in CSV quoting (wrapped in quotes, every quote inside doubled, as DPR's passages are) as its
+    text; any other field as it is (MS MARCO's passages hold bare quotes, which a CSV reader would take as
+    the start of a field running across tabs and lines)."""
+    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
+        return field[1:-1].replace('""', '"')
+    return field
+
+
 def collection_file(root: Path, stem: str) -> Path:
     """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``; the jsonl file where neither is there, so the
     error names the file BEIR's layout expects."""
@@ -105,8 +138,7 @@ def records_by_id(path: Path, what: str, read) -> dict:
     """{_id: read(line number, record)} over a jsonl or tsv file; an id met again replaces the earlier record, as
     BEIR's reader takes it, with a warning."""
     found, repeated = {}, []
-    records = (tsv_records(path, TSV_COLUMNS, TSV_LAYOUTS) if path.suffix == ".tsv" else
-               jsonl_records(path, ("_id", "text")))
+    records = tsv_records(path) if path.suffix == ".tsv" else jsonl_records(path, ("_id", "text"))
     for lineno, rec in records:
         key = str(rec["_id"])
         if key in found:

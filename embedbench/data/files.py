@@ -1,8 +1,7 @@
 """Locating data files (the working folder, $EMBEDBENCH_DATA, the download cache), and reading JSON-lines
-and tab-separated records."""
+records."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterator
@@ -58,45 +57,6 @@ def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, 
             if missing:
                 raise at(path, lineno, f"missing field {missing[0]!r}")
             yield lineno, record
-
-
-def tsv_records(path: Path, names: dict[str, tuple[str, ...]], layouts: dict[int, tuple[str, ...]]
-                ) -> Iterator[tuple[int, dict]]:
-    """(line number, record) for every line of a tab-separated file (MS MARCO's collection and queries, DPR's
-    passages), each field unquoted where it is in CSV quoting. A first line naming the columns (``names``: each
-    field and the header names it goes by, any case; the first two fields are required) says which column is
-    which; without one, ``layouts`` does by the number of columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise at(path, None, "file not found")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        columns = None
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            if not any(field.strip() for field in row):
-                continue
-            if columns is None:
-                header = [field.strip().lower() for field in row]
-                named = {field: next((header.index(h) for h in heads if h in header), None)
-                         for field, heads in names.items()}
-                if all(named[field] is not None for field in list(names)[:2]):
-                    columns = {field: index for field, index in named.items() if index is not None}
-                    continue
-                if len(row) not in layouts:
-                    raise at(path, lineno, f"{len(row)} columns and no first line naming them, e.g. "
-                             f"{', '.join(heads[0] for heads in names.values())} (tab-separated, in any order)")
-                columns = {field: layouts[len(row)].index(field) for field in layouts[len(row)]}
-            if len(row) <= max(columns.values()):
-                raise at(path, lineno, f"expected {max(columns.values()) + 1} tab-separated fields, got {len(row)}")
-            yield lineno, {field: _unquoted(row[index]) for field, index in columns.items()}
-
-
-def _unquoted(field: str) -> str:
-    """A field in CSV quoting (wrapped in quotes, every quote inside doubled, as DPR's passages are) as its
-    text; any other field as it is (MS MARCO's passages hold bare quotes, which a CSV reader would take as
-    the start of a field running across tabs and lines)."""
-    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
-        return field[1:-1].replace('""', '"')
-    return field
 
 
 def text_lines(path: Path) -> list[str]:

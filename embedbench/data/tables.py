@@ -63,7 +63,7 @@ def read_columns(path, columns: dict[str, Column],
     path = Path(path)
     values: dict[str, list[str]] = {role: [] for role in columns}
     lines = []
-    for lineno, row in _rows(path, columns, layout):
+    for lineno, row in table_rows(path, columns, layout):
         lines.append(lineno)
         for role, value in row.items():
             values[role].append(value)
@@ -72,7 +72,8 @@ def read_columns(path, columns: dict[str, Column],
     return values, lines
 
 
-def _rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
+def table_rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {role: field}) for every non-blank row, each checked to hold the columns asked for."""
     kind = file_format(path, layout)
     if kind == "jsonl":
         positional = [c for c in columns.values() if isinstance(c, int)]

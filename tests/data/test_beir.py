@@ -184,7 +184,7 @@ def test_ms_marco_tsv_corpus_and_queries_read_as_the_beir_folder_they_equal(tmp_
 
 @pytest.mark.parametrize("corpus, message", [
     ("7\tT\tThe cat.\n", r"corpus\.tsv:1: 3 columns and no first line naming them, e\.g\. id, text, title"),
-    ("id\ttext\n7\tThe cat.\n8\n", r"corpus\.tsv:3: expected 2 tab-separated fields, got 1"),
+    ("id\ttext\n7\tThe cat.\n8\n", r"corpus\.tsv:3: 1 field\(s\); column 'text' needs at least 2"),
 ])
 def test_a_tsv_corpus_whose_columns_cannot_be_told_apart_is_named(tmp_path, corpus, message):
     with pytest.raises(EmbedbenchError, match=message):

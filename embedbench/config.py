@@ -580,6 +580,9 @@ class TrainerConfig:
     # dropout on attention probabilities while training; null: the model's own. 0 lets scaled-dot-product
     # attention take its fused kernel: the probabilities are never materialised, and no mask is drawn for them
     attention_dropout: float | None = None
+    # on CPU, dropout masks cut from random words and attention with dropout computed in the model's dtype
+    # (embedbench/embedding/dropout.py); false: torch's own, one Bernoulli draw at a time on one core
+    fast_dropout: bool = True
     # previous: start from the model the job before this one in the sweep saved (a recipe's later stage)
     init_from: str | None = None
 

@@ -6,6 +6,7 @@ with MatryoshkaLoss(MultipleNegativesRankingLoss, scale 20) on the same pairs, i
     python scripts/bench_train.py                # embedbench's defaults (trainer.bf16=auto) against fp32
     python scripts/bench_train.py --bf16 false   # embedbench in fp32 too
     python scripts/bench_train.py --attention-dropout 0   # and no dropout on attention probabilities
+    python scripts/bench_train.py --torch-dropout  # embedbench also with torch's dropout (fast_dropout=false)
 
 Prints for each: wall seconds of training, training tokens/s, the share of the ceiling (a step costs about
 3 forward passes: 3 x forward FLOPs per token against the GEMM peak measured in this run), and nDCG@10 on
@@ -73,6 +74,8 @@ def main() -> None:
                         help="embedbench's trainer.bf16 (auto: bf16 where native; the baseline stays fp32)")
     parser.add_argument("--attention-dropout", type=float, help="embedbench trains with trainer.attention_dropout "
                         "set to this (the baseline keeps the model's 0.1)")
+    parser.add_argument("--torch-dropout", action="store_true", help="also train embedbench with "
+                        "trainer.fast_dropout=false: torch's own dropout masks and attention")
     args = parser.parse_args()
 
     cfg = load(compose_config("train", ["model=mrl", "loss=infonce", "data=scifact"]))
@@ -94,14 +97,17 @@ def main() -> None:
                             "eval.cache=false", cwd=work)["metrics"]
         rows["sentence-transformers fp32"] = (seconds, scored)
         precision = "bf16" if training_bf16({"true": True, "false": False}.get(args.bf16, "auto"), "cpu") else "fp32"
-        result = embedbench("train", "model=mrl", "loss=infonce", "data=scifact", "eval=beir", "eval.cache=false",
-                            "trainer.save_every=0", f"trainer.bf16={args.bf16}",
-                            *([f"trainer.attention_dropout={args.attention_dropout}"]
-                              if args.attention_dropout is not None else []), cwd=work)
+        settings = [f"trainer.bf16={args.bf16}", *([f"trainer.attention_dropout={args.attention_dropout}"]
+                                                    if args.attention_dropout is not None else [])]
         label = f"embedbench {precision}" + (f", attn dropout {args.attention_dropout:g}"
                                              if args.attention_dropout is not None else "")
-        label += " (defaults)" if args.bf16 == "auto" and args.attention_dropout is None else ""
-        rows[label] = (result["metrics"]["train/seconds"], result["metrics"])
+        runs = {label + (" (defaults)" if settings == ["trainer.bf16=auto"] else ""): settings}
+        if args.torch_dropout:
+            runs[label + ", torch's dropout"] = [*settings, "trainer.fast_dropout=false"]
+        for name, overrides in runs.items():
+            result = embedbench("train", "model=mrl", "loss=infonce", "data=scifact", "eval=beir", "eval.cache=false",
+                                "trainer.save_every=0", *overrides, cwd=work)
+            rows[name] = (result["metrics"]["train/seconds"], result["metrics"])
 
     base = rows["sentence-transformers fp32"][0]
     print(f"\n{'trainer':<40}{'train s':>9}{'x ST':>7}{'tok/s':>9}{'% ceiling':>11}{'nDCG@10':>9}{'d64':>8}")

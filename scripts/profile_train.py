@@ -2,9 +2,10 @@
 """Where a step of the headline training goes: torch.profiler over MRL MiniLM steps in fp32, in bf16 autocast
 (the train job's default on CPUs with native bf16) and with the weights themselves in bf16.
 
-    python scripts/profile_train.py --steps 4 --batch 32
+    python scripts/profile_train.py --steps 4 --batch 32 [--torch-dropout]
 
-The step is the trainer's: forward of both columns, the MRL InfoNCE objective (dims 384..32), backward,
+The step is the trainer's: dropout drawn as the train job draws it on CPU (``trainer.fast_dropout``; torch's
+own with --torch-dropout), forward of both columns, the MRL InfoNCE objective (dims 384..32), backward,
 AdamW update, on SciFact train pairs with the headline run's settings. Per precision: the seconds of
 forward, backward and optimizer over --steps unprofiled steps (after one warm-up), the share of padding
 among the tokens a batch computes, then one more step under torch.profiler: operators' self time by
@@ -50,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--torch-dropout", action="store_true", help="torch's dropout (trainer.fast_dropout=false)")
     args = parser.parse_args()
     keep_freed_memory()  # the heap settings the train job runs with
 
@@ -60,13 +62,14 @@ def main() -> None:
     print(f"GEMM peak in this run: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; "
           f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} timed steps after one warm-up")
     for precision in ("fp32", "bf16", "bf16 weights"):
-        profile_precision(precision, cfg, batches, args.steps, peaks[precision[:4]])
+        profile_precision(precision, cfg, batches, args.steps, peaks[precision[:4]], args.torch_dropout)
 
 
-def profile_precision(precision: str, cfg, batches, steps: int, peak: float) -> None:
+def profile_precision(precision: str, cfg, batches, steps: int, peak: float, torch_dropout: bool) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    from embedbench.embedding.dropout import drawn_fast
     from embedbench.embedding.encoder import LayerEncoder, load_model
     from embedbench.embedding.views import build_views
     from embedbench.losses import build_objective
@@ -100,13 +103,14 @@ def profile_precision(precision: str, cfg, batches, steps: int, peak: float) -> 
                 timed[phase] += seconds
         return features
 
-    step(batches[0])  # warm-up
-    for batch in batches[1:-1]:
-        features = step(batch, phases)
-        real += sum(int(f["attention_mask"].sum()) for f in features)
-        computed += sum(f["attention_mask"].numel() for f in features)
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-        step(batches[-1])
+    with nullcontext() if torch_dropout else drawn_fast(model):
+        step(batches[0])  # warm-up
+        for batch in batches[1:-1]:
+            features = step(batch, phases)
+            real += sum(int(f["attention_mask"].sum()) for f in features)
+            computed += sum(f["attention_mask"].numel() for f in features)
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            step(batches[-1])
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     by_kind, gemm_flops = defaultdict(float), 0.0
     for event in events:

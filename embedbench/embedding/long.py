@@ -26,6 +26,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
+from embedbench.embedding.dropout import masked_scores
 from embedbench.errors import EmbedbenchError
 
 EXTENSIONS = ("interpolate", "ntk", "group", "recur", "selfextend")  # what changes the model's positions
@@ -152,11 +153,7 @@ def self_extended_attention(module, query, key, value, attention_mask, scaling: 
     scores = scores.float() * scaling
     if attention_mask is None and module.is_causal:
         attention_mask = (j <= i)
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    elif attention_mask is not None:
-        scores = scores + attention_mask[..., :key.shape[-2]].float()
-    weights = torch.nn.functional.softmax(scores, dim=-1).to(query.dtype)
+    weights = torch.nn.functional.softmax(masked_scores(scores, attention_mask), dim=-1).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     return (weights @ value).transpose(1, 2).contiguous(), weights
 

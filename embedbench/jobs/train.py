@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from embedbench.config import ModelKind, TrainRunConfig
 from embedbench.data.pairs import training_sets
 from embedbench.data.sampler import batch_sampler
 from embedbench.embedding.cache import open_cache
+from embedbench.embedding.dropout import drawn_fast
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, model_options, native_bf16, resolve_device
 from embedbench.embedding.heads import add_lora, merge_lora, set_attention_dropout
@@ -160,7 +162,8 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
     trainer.add_callback(BarOnly)
     # resuming restores weights (in place: the objective wraps this same model), optimizer, scheduler,
     # RNG states and the position in the data order from the last checkpoint
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    with drawn_fast(model) if device == "cpu" and t.fast_dropout else nullcontext():
+        trainer.train(resume_from_checkpoint=True if resume else None)
     if stopper.received:
         raise Preempted(f"training stopped by {stopper.received} at step {trainer.state.global_step}, its checkpoint "
                         f"written to {out_dir / 'checkpoints'}; continue with trainer.resume=auto (or ={out_dir})")

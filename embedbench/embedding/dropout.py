@@ -1,0 +1,114 @@
+"""Dropout while training on CPU at the pace of the rest of a step.
+
+torch draws a CPU dropout mask one Bernoulli sample at a time on one core, and with dropout on the attention
+probabilities scaled-dot-product attention leaves its fused kernel for a path that upcasts to fp32 and
+materialises, masks and passes over the whole probability matrix several times. Inside :func:`drawn_fast`,
+every ``nn.Dropout`` of a model cuts its mask from 32-bit halves of random 64-bit words drawn on several
+cores (the drop rate is p to within 2^-32), and the attention of a model run through sdpa computes, while
+it trains with dropout, what sdpa computes with such a mask, in the model's dtype. The words' generators
+are seeded from torch's: a seed gives the same masks, and a checkpoint's saved RNG state the same masks again.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import cache
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+DRAWN_FAST = "embedbench_sdpa_drawn_dropout"  # the attention implementation's name in transformers' registry
+PIECES = 4  # random words are drawn in this many pieces at once, whatever the thread count: a seed's masks
+# are the same on every machine
+
+
+@cache
+def _drawers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(PIECES, thread_name_prefix="embedbench-dropout")
+
+
+def random_words(n: int) -> torch.Tensor:
+    """``n`` random 64-bit words. torch's CPU generator draws one number at a time on one core, so the words
+    come in :data:`PIECES` pieces drawn side by side, each from a generator seeded from torch's."""
+    words = torch.empty(n, dtype=torch.int64)
+    seeds = torch.randint(2**62, (PIECES,)).tolist()
+    list(_drawers().map(lambda piece, seed: piece.random_(-2**63, 2**63 - 1, generator=torch.Generator()
+                                                          .manual_seed(seed)), words.chunk(PIECES), seeds))
+    return words
+
+
+def drop_mask(shape: torch.Size, p: float) -> torch.Tensor:
+    """True with probability p, independently at each place of ``shape``: a comparison of each 32-bit half of
+    :func:`random_words`."""
+    n = shape.numel()
+    return random_words((n + 1) // 2).view(torch.int32)[:n].view(shape) < round(p * 2**32) - 2**31
+
+
+def dropped(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``x`` with each entry zeroed with probability p and the rest scaled by 1 / (1 - p), as ``F.dropout``."""
+    return x.masked_fill(drop_mask(x.shape, p), 0) * (1 / (1 - p))
+
+
+class DrawnDropout(nn.Dropout):
+    """``nn.Dropout`` with its mask from :func:`drop_mask`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropped(x, self.p) if self.training and 0 < self.p < 1 else super().forward(x)
+
+
+def masked_scores(scores: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention ``scores`` under a mask as transformers' mask functions make them: a boolean one keeps its True
+    places, a float one is added."""
+    if attention_mask is None:
+        return scores
+    if attention_mask.dtype == torch.bool:
+        return scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    return scores + attention_mask[..., :scores.shape[-1]]
+
+
+def drawn_dropout_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                            scaling: float | None = None, is_causal: bool | None = None, **kwargs):
+    """transformers' sdpa attention; while the module trains with dropout, the same attention computed with
+    the probabilities' mask from :func:`drop_mask`. CPU tensors only."""
+    if not (module.training and 0 < dropout < 1) or kwargs.get("position_bias") is not None \
+            or kwargs.get("softcap") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    if attention_mask is None and causal and query.shape[2] > 1:  # as sdpa's is_causal: aligned top-left
+        attention_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
+    scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
+    probabilities = torch.softmax(masked_scores(scores, attention_mask), dim=-1)
+    probabilities = probabilities.masked_fill(drop_mask(probabilities.shape, dropout), 0)
+    # dropout's 1 / (1 - p) on the values: a head's few columns rather than the tokens x tokens probabilities
+    return torch.matmul(probabilities, value * (1 / (1 - dropout))).transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def drawn_fast(model: nn.Module):
+    """Within the block, ``model``'s dropout as this module draws it: its ``nn.Dropout`` modules swapped for
+    :class:`DrawnDropout`, and its transformers models that run sdpa through transformers' attention registry
+    given :func:`drawn_dropout_attention`. Both are put back on leaving, so the model saved and scored after
+    training is the one loaded."""
+    swapped = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+               if type(child) is nn.Dropout]
+    networks = [module for module in model.modules() if isinstance(module, PreTrainedModel)
+                and module._supports_attention_backend and module.config._attn_implementation == "sdpa"]
+    AttentionInterface.register(DRAWN_FAST, drawn_dropout_attention)
+    AttentionMaskInterface.register(DRAWN_FAST, sdpa_mask)  # sdpa's masks, which the attention above reads
+    try:
+        for parent, name, child in swapped:
+            setattr(parent, name, DrawnDropout(child.p).train(child.training))
+        for network in networks:
+            network.config._attn_implementation = DRAWN_FAST
+        yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+        for network in networks:
+            network.config._attn_implementation = "sdpa"

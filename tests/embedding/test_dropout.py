@@ -125,3 +125,17 @@ def test_a_model_inside_drawn_fast_keeps_its_masks_and_inference_and_gets_both_b
     assert torch.allclose(inference, reference, atol=1e-6)
     assert model.config._attn_implementation == "sdpa"
     assert all(type(m) is nn.Dropout for m in model.modules() if isinstance(m, nn.Dropout))
+
+
+def test_gradient_checkpointing_recomputes_the_same_masks():
+    def gradients(checkpointing: bool) -> torch.Tensor:
+        model = bert("sdpa").train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        ids = torch.randint(1, 100, (3, 12), generator=torch.Generator().manual_seed(1))
+        with drawn_fast(model):
+            torch.manual_seed(5)
+            (model(input_ids=ids).last_hidden_state ** 2).sum().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    assert torch.equal(gradients(True), gradients(False))

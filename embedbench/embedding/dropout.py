@@ -5,8 +5,9 @@ probabilities scaled-dot-product attention leaves its fused kernel for a path th
 materialises, masks and passes over the whole probability matrix several times. Inside :func:`drawn_fast`,
 every ``nn.Dropout`` of a model cuts its mask from 32-bit halves of random 64-bit words drawn on several
 cores (the drop rate is p to within 2^-32), and the attention of a model run through sdpa computes, while
-it trains with dropout, what sdpa computes with such a mask, in the model's dtype. The words' generators
-are seeded from torch's: a seed gives the same masks, and a checkpoint's saved RNG state the same masks again.
+it trains with dropout, what sdpa computes with such a mask, in the model's dtype (fp16 excepted). The
+words' generators are seeded from torch's: a seed gives the same masks, and a checkpoint's saved RNG state
+the same masks again.
 """
 from __future__ import annotations
 
@@ -73,8 +74,9 @@ def drawn_dropout_attention(module, query, key, value, attention_mask, dropout: 
                             scaling: float | None = None, is_causal: bool | None = None, **kwargs):
     """transformers' sdpa attention; while the module trains with dropout, the same attention computed with
     the probabilities' mask from :func:`drop_mask`. CPU tensors only."""
-    if not (module.training and 0 < dropout < 1) or kwargs.get("position_bias") is not None \
-            or kwargs.get("softcap") is not None:
+    # fp16 stays with sdpa, whose math upcasts it: CPU fp16 matmuls run several times slower than fp32's
+    if not (module.training and 0 < dropout < 1) or query.dtype == torch.float16 \
+            or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from embedbench.embedding.dropout import DrawnDropout, drawn_dropout_attention, drawn_fast, drop_mask, dropped
 
@@ -139,3 +140,14 @@ def test_gradient_checkpointing_recomputes_the_same_masks():
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
     assert torch.equal(gradients(True), gradients(False))
+
+
+def test_fp16_attention_stays_with_sdpa_which_computes_it_in_fp32():
+    module = nn.Module()
+    module.is_causal = False
+    query, key, value = (torch.randn(2, 4, 9, 8).half() for _ in range(3))
+    torch.manual_seed(1)
+    out, _ = drawn_dropout_attention(module, query, key, value, None, dropout=0.2)
+    torch.manual_seed(1)
+    expected, _ = sdpa_attention_forward(module, query, key, value, None, dropout=0.2)
+    assert out.dtype == torch.float16 and torch.equal(out, expected)

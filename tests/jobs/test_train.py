@@ -1,6 +1,7 @@
 """The train job through the CLI: MiniLM on a SciFact slice, a real MLflow sqlite store in a temp folder."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,15 +96,26 @@ def test_fp16_weights_train_without_bf16_autocast(tmp_path, scifact_slice, tiny_
     assert "full fine-tuning" not in (tmp_path / "lora" / "train.log").read_text()
 
 
-def test_same_config_and_seed_give_identical_metrics(tmp_path, scifact_slice, tiny_model_path):
+def test_same_config_and_seed_give_identical_metrics_with_dropout_drawn_as_on_cpu(tmp_path, scifact_slice,
+                                                                                  tiny_model_path):
+    model = tmp_path / "model"  # the tiny model with dropout, on hidden states and attention probabilities
+    shutil.copytree(tiny_model_path, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.1,
+                                                   "attention_probs_dropout_prob": 0.1}))
     timings = ("eval_s", "index_build_s", "search_qps", "seconds")
-    scores = []
-    for name in ("first", "second"):
-        run_main("train", "trainer=debug", f"model.name_or_path={tiny_model_path}", f"data.root={scifact_slice}",
-                 "eval.cache=false", f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
-        metrics = json.loads((tmp_path / name / "results.json").read_text())["metrics"]
-        scores.append({k: v for k, v in metrics.items() if not k.split("/")[1].startswith(timings)})
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    scores, losses = [], []
+    for name, dropout in (("first", "true"), ("second", "true"), ("torch", "false")):
+        run_main("train", "trainer=debug", f"model.name_or_path={model}", f"data.root={scifact_slice}",
+                 "eval.cache=false", f"trainer.fast_dropout={dropout}", f"hydra.run.dir={tmp_path / name}",
+                 cwd=tmp_path)
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        scores.append({k: v for k, v in results["metrics"].items() if not k.split("/")[1].startswith(timings)})
+        losses.append([m.value for m in client.get_metric_history(results["mlflow_run_id"], "train/loss")])
     assert scores[0] == scores[1] and "scifact/ndcg_at_10" in scores[0]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
+    assert losses[2] != losses[0]  # the masks are embedbench's own, not torch's
 
 
 @pytest.fixture(scope="module")

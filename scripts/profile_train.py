@@ -9,8 +9,8 @@ own with --torch-dropout), forward of both columns, the MRL InfoNCE objective (d
 AdamW update, on SciFact train pairs with the headline run's settings. Per precision: the seconds of
 forward, backward and optimizer over --steps unprofiled steps (after one warm-up), the share of padding
 among the tokens a batch computes, then one more step under torch.profiler: operators' self time by
-kind (GEMM, attention, casts, the rest) with the largest operators named, and the GEMMs' achieved rate
-beside the GEMM peak measured in the same run (the ceiling `scripts/bench_train.py` reports against).
+kind (GEMM, attention, copies and casts, the rest) with the largest operators named, and the GEMMs'
+achieved rate beside the GEMM peak measured in the same run (the ceiling `scripts/bench_train.py` reports against).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ DATA = Path(os.environ.setdefault("EMBEDBENCH_DATA", str(REPO.parent / "shared" 
 KINDS = {  # operator name fragments -> kind; the first that matches wins
     "GEMM": ("addmm", "aten::mm", "bmm", "mkldnn_linear", "onednn", "_mkl_linear"),
     "attention": ("scaled_dot_product", "softmax", "_efficient_attention", "flash_attention"),
-    "casts": ("_to_copy", "aten::copy_", "aten::to"),
+    "copies and casts": ("_to_copy", "aten::copy_", "aten::to"),
     "optimizer": ("_foreach", "adamw", "lerp", "addcdiv", "addcmul"),
     "norm + activation": ("layer_norm", "gelu", "tanh", "native_dropout", "dropout"),
 }

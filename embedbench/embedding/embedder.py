@@ -34,8 +34,8 @@ class Embedder:
         self.encoder, self.layers, self.cache, self.phases = encoder, list(layers), cache, phases
         self.shared_by_ranks = shared_by_ranks
         self.precision, self.backend = resolve_encoding(encode, encoder.device.type, encoder.left_padded_causal)
-        weights = str(next(encoder.model.parameters()).dtype).removeprefix("torch.")
-        if encode.precision == "fp32" and self.backend == "torch" and weights != "float32":
+        if encode.precision == "fp32" and self.backend == "torch" and encoder.weights_dtype != torch.float32:
+            weights = str(encoder.weights_dtype).removeprefix("torch.")
             log.warning("encode.precision=fp32: the weights are %s (model.dtype), so torch computes in %s; "
                         "model.dtype=fp32 encodes in fp32", weights, weights)
         self.batch_size = resolve_batch_size(encode.batch_size, encoder.device.type)

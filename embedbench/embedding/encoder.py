@@ -271,6 +271,11 @@ class LayerEncoder:
         return self.model.device
 
     @property
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the weights were loaded in (``model.dtype``), which torch computes in."""
+        return next(self.model.parameters()).dtype
+
+    @property
     def left_padded_causal(self) -> bool:
         """Causal attention with padding on the left: the padding positions attend to nothing."""
         return self.model.tokenizer.padding_side == "left" and bool(causal_modules(self.transformer.model))

@@ -171,7 +171,7 @@ def fit(cfg: TrainRunConfig, model, objective, dataset, out_dir: Path, device: s
 
 def training_bf16(setting, device: str, weights: torch.dtype = torch.float32) -> bool:
     """``trainer.bf16``; ``auto`` is bf16 autocast wherever bf16 is native (CUDA, CPUs with AVX512-BF16): on
-    such a CPU the headline training reaches fp32's nDCG@10 in 0.6x the time (docs/results/training.md).
+    such a CPU the headline training reaches fp32's nDCG@10 in less time (docs/results/training.md).
     Never over fp16 ``weights``: autocast would hand their fp16 LayerNorms bf16 activations, which they refuse."""
     if weights == torch.float16:
         if setting is True:
@@ -272,7 +272,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             cache = open_cache(cfg.eval)
             dataset = training_sets(cfg.data, cfg.trainer.max_examples, cfg.seed, cfg.encode, cache, cfg.device)
             encoder = load_encoder(cfg.model.name_or_path, device, **model_options(cfg.model))
-            weights = next(encoder.model.parameters()).dtype
+            weights = encoder.weights_dtype
             bf16 = training_bf16(cfg.trainer.bf16, device, weights)
             if weights != torch.float32 and not cfg.model.lora.r:
                 log.warning("model.dtype: full fine-tuning updates the %s weights in place, and most of AdamW's "

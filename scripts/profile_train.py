@@ -9,8 +9,9 @@ own with --torch-dropout), forward of both columns, the MRL InfoNCE objective (d
 AdamW update, on SciFact train pairs with the headline run's settings. Per precision: the seconds of
 forward, backward and optimizer over --steps unprofiled steps (after one warm-up), the share of padding
 among the tokens a batch computes, then one more step under torch.profiler: operators' self time by
-kind (GEMM, attention, copies and casts, the rest) with the largest operators named, and the GEMMs'
-achieved rate beside the GEMM peak measured in the same run (the ceiling `scripts/bench_train.py` reports against).
+kind (GEMM, attention, copies and casts, the rest) with the largest operators named, copy_ split by what
+it copies (weights, attention matrices, the rest), and the GEMMs' achieved rate beside the GEMM peak
+measured in the same run (the ceiling `scripts/bench_train.py` reports against).
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def profile_precision(precision: str, cfg, batches, steps: int, peak: float, tor
             features = step(batch, phases)
             real += sum(int(f["attention_mask"].sum()) for f in features)
             computed += sum(f["attention_mask"].numel() for f in features)
-        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
             step(batches[-1])
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     by_kind, gemm_flops = defaultdict(float), 0.0
@@ -130,6 +131,20 @@ def profile_precision(precision: str, cfg, batches, steps: int, peak: float, tor
         print(f"  GEMMs run at {rate:.0f} GFLOP/s, {rate / peak:.0%} of the {precision[:4]} peak")
     print("  largest operators: " + ", ".join(
         f"{e.key} {e.self_cpu_time_total / 1e6 / profiled:.1%}" for e in events[:8]))
+    print("  copy_ by what it copies: " + copies(prof, {tuple(p.shape) for p in model.parameters()}))
+
+
+def copies(prof, weight_shapes: set[tuple[int, ...]]) -> str:
+    """copy_'s seconds split by its tensors' shapes: the weights' (autocast's casts of them), tokens x tokens
+    (attention scores and probabilities), the rest (activations)."""
+    seconds = defaultdict(float)
+    for event in prof.key_averages(group_by_input_shape=True):
+        if event.key == "aten::copy_" and event.input_shapes and event.input_shapes[0]:
+            shape = tuple(event.input_shapes[0])
+            what = ("weights" if shape in weight_shapes else
+                    "tokens x tokens" if len(shape) == 4 and shape[-1] == shape[-2] else "other")
+            seconds[what] += event.self_cpu_time_total / 1e6
+    return ", ".join(f"{what} {seconds[what]:.3f} s" for what in ("weights", "tokens x tokens", "other"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ forward, backward and optimizer over --steps unprofiled steps (after one warm-up
 among the tokens a batch computes, then one more step under torch.profiler: operators' self time by
 kind (GEMM, attention, copies and casts, the rest) with the largest operators named, copy_ split by what
 it copies (weights, attention matrices, the rest), and the GEMMs' achieved rate beside the GEMM peak
-measured in the same run (the ceiling `scripts/bench_train.py` reports against).
+measured in the same run (the ceiling `scripts/bench_train.py` reports against). The precisions take turns
+step by step, so a change in the machine's speed during the run falls on all of them alike. First, the
+most that batching texts of like length could save: the tokens and attention's token pairs of an epoch
+batched in the order of one column's length, against a shuffled epoch's.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import argparse
 import os
 import time
 from collections import defaultdict
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,6 +46,7 @@ def kind(name: str) -> str:
 def main() -> None:
     import torch
     from bench_encode import gemm_peak
+    from torch.profiler import ProfilerActivity, profile
 
     from embedbench.allocator import keep_freed_memory
     from embedbench.cli import compose_config
@@ -61,77 +65,119 @@ def main() -> None:
     batches = [pairs[i * args.batch:(i + 1) * args.batch] for i in range(args.steps + 2)]
     peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
     print(f"GEMM peak in this run: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; "
-          f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} timed steps after one warm-up")
-    for precision in ("fp32", "bf16", "bf16 weights"):
-        profile_precision(precision, cfg, batches, args.steps, peaks[precision[:4]], args.torch_dropout)
+          f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} timed steps after one warm-up, "
+          "the precisions taking turns step by step")
+    print(length_grouping_bound(pairs, args.batch, cfg.seed))
+    trainings = [Training(precision, cfg, args.torch_dropout) for precision in ("fp32", "bf16", "bf16 weights")]
+    with ExitStack() as stack:
+        for training in trainings:
+            stack.enter_context(training.dropout)
+            training.step(batches[0])  # warm-up
+        for batch in batches[1:-1]:
+            for training in trainings:  # in turn: the machine's drift falls on every precision alike
+                training.step(batch, timed=True)
+        for training in trainings:
+            with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
+                training.step(batches[-1])
+            training.report(prof, args.steps, peaks[training.precision[:4]])
 
 
-def profile_precision(precision: str, cfg, batches, steps: int, peak: float, torch_dropout: bool) -> None:
-    import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+def length_grouping_bound(pairs, batch: int, seed: int) -> str:
+    """What batches of texts of like length could save at most: the tokens and attention's token pairs of an
+    epoch batched in the order of one column's length, against a shuffled epoch's."""
+    import numpy as np
 
-    from embedbench.embedding.dropout import drawn_fast
-    from embedbench.embedding.encoder import LayerEncoder, load_model
-    from embedbench.embedding.views import build_views
-    from embedbench.losses import build_objective
+    from embedbench.embedding.encoder import load_model
 
     model = load_model("default", "cpu")
-    if precision == "bf16 weights":  # no fp32 master copy: a bound on what bf16 weights with one could save
-        model.to(torch.bfloat16)
-    encoder = LayerEncoder(model)
-    views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
-    objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
-    model.train()
-    phases, real, computed = defaultdict(float), 0, 0
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
+    lengths = {column: model.preprocess(list(pairs[column]))["attention_mask"].sum(1).numpy()  # as truncated
+               for column in ("anchor", "positive")}
 
-    def step(batch, timed=None):
-        features = [model.preprocess(batch["anchor"]), model.preprocess(batch["positive"])]
+    def computed(order: np.ndarray) -> np.ndarray:
+        """(tokens, attention's token pairs) the batches of ``order`` compute, padded to their longest text."""
+        total = np.zeros(2)
+        for start in range(0, len(order), batch):
+            rows = order[start:start + batch]
+            for column_lengths in lengths.values():
+                longest = int(column_lengths[rows].max())
+                total += (len(rows) * longest, len(rows) * longest ** 2)
+        return total
+
+    shuffled = computed(np.random.default_rng(seed).permutation(len(pairs)))
+    saved = []
+    for column, column_lengths in lengths.items():
+        tokens, token_pairs = computed(np.argsort(column_lengths, kind="stable")) / shuffled
+        saved.append(f"sorted by {column} length {1 - tokens:.1%} of the tokens, {1 - token_pairs:.1%} of "
+                     "attention's token pairs")
+    return "an epoch's batches against a shuffled epoch's: " + "; ".join(saved)
+
+
+class Training:
+    """One precision's model, objective and optimizer, and the step that trains them."""
+
+    def __init__(self, precision: str, cfg, torch_dropout: bool):
+        import torch
+
+        from embedbench.embedding.dropout import drawn_fast
+        from embedbench.embedding.encoder import LayerEncoder, load_model
+        from embedbench.embedding.views import build_views
+        from embedbench.losses import build_objective
+
+        self.precision = precision
+        self.model = load_model("default", "cpu")
+        if precision == "bf16 weights":  # no fp32 master copy: a bound on what bf16 weights with one could save
+            self.model.to(torch.bfloat16)
+        encoder = LayerEncoder(self.model)
+        views = build_views(cfg.model.views, encoder.n_layers, encoder.hidden_size)
+        self.objective = build_objective(cfg.loss, encoder, views, cfg.model.objective, cfg.seed)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-5, weight_decay=0.01)
+        self.model.train()
+        self.dropout = nullcontext() if torch_dropout else drawn_fast(self.model)
+        self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
+        self.seconds, self.real, self.computed = defaultdict(float), 0, 0
+
+    def step(self, batch, timed: bool = False) -> None:
+        from torch.profiler import record_function
+
+        features = [self.model.preprocess(batch["anchor"]), self.model.preprocess(batch["positive"])]
         start = time.perf_counter()
-        with record_function("forward"), autocast():
-            loss = objective(features)
+        with record_function("forward"), self.autocast():
+            loss = self.objective(features)
         forward = time.perf_counter()
         with record_function("backward"):
             loss.backward()
         backward = time.perf_counter()
         with record_function("optimizer"):
-            optimizer.step()
-            optimizer.zero_grad()
-        if timed is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        if timed:
             for phase, seconds in zip(("forward", "backward", "optimizer"),
                                       (forward - start, backward - forward, time.perf_counter() - backward)):
-                timed[phase] += seconds
-        return features
+                self.seconds[phase] += seconds
+            self.real += sum(int(f["attention_mask"].sum()) for f in features)
+            self.computed += sum(f["attention_mask"].numel() for f in features)
 
-    with nullcontext() if torch_dropout else drawn_fast(model):
-        step(batches[0])  # warm-up
-        for batch in batches[1:-1]:
-            features = step(batch, phases)
-            real += sum(int(f["attention_mask"].sum()) for f in features)
-            computed += sum(f["attention_mask"].numel() for f in features)
-        with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
-            step(batches[-1])
-    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    by_kind, gemm_flops = defaultdict(float), 0.0
-    for event in events:
-        by_kind[kind(event.key)] += event.self_cpu_time_total / 1e6
-        if kind(event.key) == "GEMM":
-            gemm_flops += event.flops or 0
-    total = sum(phases.values())
-    print(f"\n{precision}: {total / steps:.2f} s/step "
-          f"(forward {phases['forward'] / steps:.2f}, backward {phases['backward'] / steps:.2f}, "
-          f"optimizer {phases['optimizer'] / steps:.2f}); "
-          f"padding {1 - real / computed:.1%} of the tokens computed")
-    profiled = sum(by_kind.values())
-    for name, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
-        print(f"  {name:18s} {seconds / profiled:6.1%} of operator time")
-    if by_kind["GEMM"]:
-        rate = gemm_flops / by_kind["GEMM"] / 1e9
-        print(f"  GEMMs run at {rate:.0f} GFLOP/s, {rate / peak:.0%} of the {precision[:4]} peak")
-    print("  largest operators: " + ", ".join(
-        f"{e.key} {e.self_cpu_time_total / 1e6 / profiled:.1%}" for e in events[:8]))
-    print("  copy_ by what it copies: " + copies(prof, {tuple(p.shape) for p in model.parameters()}))
+    def report(self, prof, steps: int, peak: float) -> None:
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        by_kind, gemm_flops = defaultdict(float), 0.0
+        for event in events:
+            by_kind[kind(event.key)] += event.self_cpu_time_total / 1e6
+            if kind(event.key) == "GEMM":
+                gemm_flops += event.flops or 0
+        phases = self.seconds
+        print(f"\n{self.precision}: {sum(phases.values()) / steps:.2f} s/step "
+              f"(forward {phases['forward'] / steps:.2f}, backward {phases['backward'] / steps:.2f}, "
+              f"optimizer {phases['optimizer'] / steps:.2f}); "
+              f"padding {1 - self.real / self.computed:.1%} of the tokens computed")
+        profiled = sum(by_kind.values())
+        for name, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
+            print(f"  {name:18s} {seconds / profiled:6.1%} of operator time")
+        if by_kind["GEMM"]:
+            rate = gemm_flops / by_kind["GEMM"] / 1e9
+            print(f"  GEMMs run at {rate:.0f} GFLOP/s, {rate / peak:.0%} of the {self.precision[:4]} peak")
+        print("  largest operators: " + ", ".join(
+            f"{e.key} {e.self_cpu_time_total / 1e6 / profiled:.1%}" for e in events[:8]))
+        print("  copy_ by what it copies: " + copies(prof, {tuple(p.shape) for p in self.model.parameters()}))
 
 
 def copies(prof, weight_shapes: set[tuple[int, ...]]) -> str:

@@ -62,13 +62,14 @@ def additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | No
 
 @pytest.mark.parametrize("causal,groups,mask", [(False, 1, "padding"), (True, 1, None), (True, 2, "float"),
                                                 (False, 2, None)])
-def test_attention_with_dropout_is_torch_attention_math_with_the_same_mask(causal, groups, mask):
+def test_attention_with_dropout_and_its_gradients_are_torch_attention_math_with_the_same_mask(causal, groups, mask):
     torch.manual_seed(0)
     batch, heads, tokens, size, p = 2, 4, 7, 8, 0.3
     module = nn.Module()
     module.is_causal, module.num_key_value_groups = causal, groups
-    query = torch.randn(batch, heads, tokens, size, dtype=torch.float64)
-    key, value = (torch.randn(batch, heads // groups, tokens, size, dtype=torch.float64) for _ in range(2))
+    query = torch.randn(batch, heads, tokens, size, dtype=torch.float64, requires_grad=True)
+    key, value = (torch.randn(batch, heads // groups, tokens, size, dtype=torch.float64, requires_grad=True)
+                  for _ in range(2))
     valid = torch.ones(batch, tokens, dtype=torch.bool)
     valid[1, 5:] = False
     given = None
@@ -87,6 +88,10 @@ def test_attention_with_dropout_is_torch_attention_math_with_the_same_mask(causa
             query, key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1), additive(given, query.dtype),
             p, causal and given is None, keep)
     assert torch.allclose(out, expected.transpose(1, 2), atol=1e-12)
+    weights = torch.randn(out.shape, dtype=torch.float64)  # and the same gradients
+    ours = torch.autograd.grad((out * weights).sum(), (query, key, value))
+    theirs = torch.autograd.grad((expected.transpose(1, 2) * weights).sum(), (query, key, value))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(ours, theirs))
 
 
 def bert(attention: str) -> BertModel:

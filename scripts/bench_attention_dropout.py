@@ -9,7 +9,7 @@ head, the last 56 tokens padding), forward and backward, in fp32 and under bf16 
   a Bernoulli mask is drawn for it, and softmax, mask and their backward each pass over it.
 * ``embedbench (trainer.fast_dropout)``: what the train job runs on CPU, ``drawn_dropout_attention``: the same
   math in the inputs' dtype, the mask cut from 32-bit halves of 64-bit random words drawn on several cores,
-  the 1 / (1 - p) scaling applied to the values.
+  the 1 / (1 - p) scaling applied to the values and the score scaling to the queries.
 * ``chunks of 4 texts``: the baseline run on 4 texts at a time, so each pass over the probabilities stays
   in cache.
 * ``torch.compile``: the eager math compiled by Inductor (its compile time printed apart).

@@ -61,13 +61,16 @@ class DrawnDropout(nn.Dropout):
 
 
 def masked_scores(scores: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention ``scores`` under a mask as transformers' mask functions make them: a boolean one keeps its True
-    places, filling the others in ``scores`` itself (callers hand a fresh product, which nothing keeps for
-    backward: a copy of the tokens x tokens matrix saved); a float one is added."""
+    """Attention ``scores``, to go through softmax, under a mask as transformers' mask functions make them: a
+    boolean one keeps its True places, a float one is added. A boolean mask's fill is written into ``scores``
+    itself (callers hand a fresh product, which nothing keeps for backward) and kept out of autograd: softmax
+    gives the filled places exactly 0, so its backward already sends them no gradient. Two passes over the
+    tokens x tokens matrix saved, a copy and the fill's backward."""
     if attention_mask is None:
         return scores
     if attention_mask.dtype == torch.bool:
-        return scores.masked_fill_(~attention_mask, torch.finfo(scores.dtype).min)
+        with torch.no_grad():
+            return scores.masked_fill_(~attention_mask, torch.finfo(scores.dtype).min)
     return scores + attention_mask[..., :scores.shape[-1]]
 
 
@@ -85,8 +88,7 @@ def drawn_dropout_attention(module, query, key, value, attention_mask, dropout: 
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     if attention_mask is None and causal and query.shape[2] > 1:  # as sdpa's is_causal: aligned top-left
         attention_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
-    # the scaling on the queries, the mask's fill in place, the drop in one pass: no pass over tokens x tokens
-    # that the math does not need
+    # the scaling on the queries and the drop in one pass: no pass over tokens x tokens the math does not need
     scaled = query * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     probabilities = torch.softmax(masked_scores(torch.matmul(scaled, key.transpose(2, 3)), attention_mask), dim=-1)
     probabilities = torch.where(drop_mask(probabilities.shape, dropout), 0, probabilities)

@@ -31,8 +31,8 @@ BATCH, HEADS, TOKENS, HEAD_DIM, PADDED, P = 32, 12, 256, 32, 56, 0.1
 
 
 def eager(q, k, v, mask):
-    probs = F.dropout(F.softmax(torch.matmul(q, k.transpose(2, 3)) * HEAD_DIM ** -0.5 + mask, -1), P)
-    return torch.matmul(probs, v)
+    scores = (torch.matmul(q, k.transpose(2, 3)) * HEAD_DIM ** -0.5).masked_fill(~mask, torch.finfo(q.dtype).min)
+    return torch.matmul(F.dropout(F.softmax(scores, -1), P), v)
 
 
 class Training(torch.nn.Module):
@@ -55,8 +55,8 @@ def main() -> None:
     keep_freed_memory()  # as the train job does: the whole batch's probabilities are not re-faulted each time
     torch.manual_seed(0)
     q, k, v = (torch.randn(BATCH, HEADS, TOKENS, HEAD_DIM, requires_grad=True) for _ in range(3))
-    mask = torch.zeros(BATCH, 1, 1, TOKENS)
-    mask[..., TOKENS - PADDED:] = torch.finfo(torch.float32).min
+    mask = torch.ones(BATCH, 1, TOKENS, TOKENS, dtype=torch.bool)  # as transformers hands it: True where a query
+    mask[..., TOKENS - PADDED:] = False  # may see a key
     inputs = (q, k, v, mask)
     compiled = torch.compile(eager, dynamic=False)
     start = time.perf_counter()

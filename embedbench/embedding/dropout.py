@@ -88,7 +88,7 @@ def drawn_dropout_attention(module, query, key, value, attention_mask, dropout: 
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     if attention_mask is None and causal and query.shape[2] > 1:  # as sdpa's is_causal: aligned top-left
         attention_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
-    # the scaling on the queries and the drop in one pass: no pass over tokens x tokens the math does not need
+    # the scaling on the queries, the drop as one where: no pass over tokens x tokens that the math does not need
     scaled = query * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     probabilities = torch.softmax(masked_scores(torch.matmul(scaled, key.transpose(2, 3)), attention_mask), dim=-1)
     probabilities = torch.where(drop_mask(probabilities.shape, dropout), 0, probabilities)

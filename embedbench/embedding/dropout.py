@@ -50,7 +50,7 @@ def drop_mask(shape: torch.Size, p: float) -> torch.Tensor:
 
 def dropped(x: torch.Tensor, p: float) -> torch.Tensor:
     """``x`` with each entry zeroed with probability p and the rest scaled by 1 / (1 - p), as ``F.dropout``."""
-    return x.masked_fill(drop_mask(x.shape, p), 0) * (1 / (1 - p))
+    return torch.where(drop_mask(x.shape, p), 0, x) * (1 / (1 - p))  # as the attention's drop: no copy first
 
 
 class DrawnDropout(nn.Dropout):

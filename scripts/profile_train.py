@@ -67,8 +67,8 @@ def main() -> None:
     print(f"GEMM peak in this run: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; "
           f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} timed steps after one warm-up, "
           "the precisions taking turns step by step")
-    print(length_grouping_bound(pairs, args.batch, cfg.seed))
     trainings = [Training(precision, cfg, args.torch_dropout) for precision in ("fp32", "bf16", "bf16 weights")]
+    print(length_grouping_bound(trainings[0].model, pairs, args.batch, cfg.seed))
     with ExitStack() as stack:
         for training in trainings:
             stack.enter_context(training.dropout)
@@ -82,14 +82,11 @@ def main() -> None:
             training.report(prof, args.steps, peaks[training.precision[:4]])
 
 
-def length_grouping_bound(pairs, batch: int, seed: int) -> str:
+def length_grouping_bound(model, pairs, batch: int, seed: int) -> str:
     """What batches of texts of like length could save at most: the tokens and attention's token pairs of an
-    epoch batched in the order of one column's length, against a shuffled epoch's."""
+    epoch batched in the order of one column's length, against a shuffled epoch's (``model`` tokenises)."""
     import numpy as np
 
-    from embedbench.embedding.encoder import load_model
-
-    model = load_model("default", "cpu")
     lengths = {column: model.preprocess(list(pairs[column]))["attention_mask"].sum(1).numpy()  # as truncated
                for column in ("anchor", "positive")}
 

@@ -24,6 +24,11 @@ def test_masks_drop_each_place_with_probability_p_independently_of_its_neighbour
     assert abs((drops[:quarter] * drops[quarter:2 * quarter]).mean().item() - p ** 2) < 10 * sigma
 
 
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 1), (2, 0, 5)])
+def test_masks_of_fewer_places_than_pieces_have_the_shape_asked_for(shape):
+    assert drop_mask(torch.Size(shape), 0.5).shape == shape
+
+
 def test_masks_follow_torch_seed():
     shape = torch.Size((64, 64))
     torch.manual_seed(3)

@@ -15,17 +15,22 @@ head, the last 56 tokens padding), forward and backward, in fp32 and under bf16 
 * ``torch.compile``: the eager math compiled by Inductor (its compile time printed apart).
 * ``sdpa, no dropout``: ``trainer.attention_dropout=0``, the fused kernel (the lower bound).
 
+Then the mask alone for the same layer, drawn three ways: torch's Bernoulli sampler (what dropout runs),
+the same comparison as embedbench's on words from torch's CPU generator in the same four pieces on as many
+threads, and embedbench's ``drop_mask`` (words from numpy's PCG64).
+
     python scripts/bench_attention_dropout.py
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
 
 from embedbench.allocator import keep_freed_memory
-from embedbench.embedding.dropout import drawn_dropout_attention
+from embedbench.embedding.dropout import PIECES, drawn_dropout_attention, drop_mask
 
 BATCH, HEADS, TOKENS, HEAD_DIM, PADDED, P = 32, 12, 256, 32, 56, 0.1
 
@@ -48,6 +53,23 @@ def seconds(attention, inputs, repeats: int = 4) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
         step()
+    return (time.perf_counter() - start) / repeats
+
+
+def torch_words_mask(shape: torch.Size, p: float, pool: ThreadPoolExecutor) -> torch.Tensor:
+    """``drop_mask``'s comparison on 64-bit words from torch's CPU generator, drawn in the same pieces."""
+    words = torch.empty((shape.numel() + 1) // 2, dtype=torch.int64)
+    seeds = torch.randint(2**62, (PIECES,)).tolist()
+    list(pool.map(lambda piece, seed: piece.random_(-2**63, 2**63 - 1, generator=torch.Generator().manual_seed(
+        seed)), words.chunk(PIECES), seeds))
+    return words.view(torch.int32)[:shape.numel()].view(shape) < round(p * 2**32) - 2**31
+
+
+def mask_seconds(draw, repeats: int = 5) -> float:
+    draw()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        draw()
     return (time.perf_counter() - start) / repeats
 
 
@@ -83,6 +105,21 @@ def main() -> None:
             base.setdefault(precision, took)
             row += f"{took:>9.3f}{took / base[precision]:>8.2f}"
         print(row)
+
+    shape = torch.Size((BATCH, HEADS, TOKENS, TOKENS))
+    with ThreadPoolExecutor(PIECES) as pool:
+        draws = {
+            "torch.bernoulli (torch's dropout)": lambda: torch.empty(shape).bernoulli_(P),
+            "torch's generator, 4 pieces": lambda: torch_words_mask(shape, P, pool),
+            "embedbench drop_mask (PCG64)": lambda: drop_mask(shape, P),
+        }
+        print(f"\nthe layer's mask, {shape.numel():,} places")
+        print(f"{'drawn by':<36}{'ms':>9}{'x base':>8}")
+        first = None
+        for name, draw in draws.items():
+            took = mask_seconds(draw)
+            first = first or took
+            print(f"{name:<36}{took * 1e3:>9.1f}{took / first:>8.2f}")
 
 
 if __name__ == "__main__":

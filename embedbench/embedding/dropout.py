@@ -43,7 +43,8 @@ def drop_mask(shape: torch.Size, p: float) -> torch.Tensor:
 
     def draw(piece: torch.Tensor, seed: int) -> None:
         words = numpy.random.PCG64(seed).random_raw((piece.numel() + 1) // 2)
-        torch.lt(torch.from_numpy(words.view(numpy.int32)[:piece.numel()]), threshold, out=piece)
+        # numpy's comparison, single-threaded: torch's would start a team of intra-op threads in each drawer
+        numpy.less(words.view(numpy.int32)[:piece.numel()], threshold, out=piece.numpy())
 
     list(_drawers().map(draw, mask.chunk(PIECES), seeds))
     return mask.view(shape)

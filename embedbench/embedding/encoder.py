@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,18 +22,21 @@ import torch
 from tqdm.auto import tqdm
 
 from embedbench.embedding.heads import (
+    SAVED_BIDIRECTIONAL,
     causal_modules,
     make_bidirectional,
     set_include_prompt,
     set_padding_side,
     set_pooling,
 )
-from embedbench.embedding.long import EXTENSIONS, extend_window
+from embedbench.embedding.long import EXTENSIONS, SAVED_WINDOW, extend_window
 from embedbench.embedding.prompts import pools_prompt
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
 from embedbench.embedding.sources import resolve_model_path
 from embedbench.embedding.views import SIMILARITIES, ViewSet, build_views
 from embedbench.errors import EmbedbenchError
+
+log = logging.getLogger("embedbench")
 
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
 BUDGET_LENGTH = 512  # a batch's token budget counts texts of at most this length (BERT's full length)
@@ -118,6 +122,14 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
                 raise EmbedbenchError(f"{key}={value}: {name_or_path} is a static embedding model (a mean of token "
                                       "vectors, no transformer), which the setting does not apply to")
         return model
+    config = model[0].auto_model.config
+    saved_window = getattr(config, SAVED_WINDOW, None)
+    if saved_window:  # trained with a rotary extension: the frequencies loaded are the original's
+        config.max_position_embeddings = int(saved_window["positions"])
+        if str(long) not in EXTENSIONS:
+            log.info("%s: extended to %s positions by %s when trained, and again now", name_or_path,
+                     saved_window["length"], saved_window["long"])
+            long, long_length = saved_window["long"], saved_window["length"]
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     if str(long) in EXTENSIONS:
@@ -126,6 +138,9 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
         set_pooling(model, pooling, latent_attention)
     if include_prompt is not None:
         set_include_prompt(model, bool(include_prompt))
+    if not bidirectional and getattr(config, SAVED_BIDIRECTIONAL, False):
+        log.info("%s: trained without its causal mask, which is removed again", name_or_path)
+        bidirectional = True
     if bidirectional:
         make_bidirectional(model[0].model)
     if padding_side:

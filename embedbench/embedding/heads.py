@@ -10,6 +10,10 @@ import torch
 from embedbench.embedding.long import SELF_EXTEND
 from embedbench.errors import EmbedbenchError
 
+# the transformers config key that carries the removed causal mask into the saved model (transformers keeps
+# a config's unknown keys): loading that model through embedbench removes the mask again
+SAVED_BIDIRECTIONAL = "embedbench_bidirectional"
+
 ST_POOLING = {"mean": "mean", "cls": "cls", "max": "max", "last_token": "lasttoken"}
 
 
@@ -72,6 +76,7 @@ def make_bidirectional(transformer: torch.nn.Module) -> None:
                               "sdpa, eager and SelfExtend take a full mask")
     for module in attention:
         module.is_causal = False  # kernels that pick causality from the module (no mask given) see it too
+    setattr(transformer.config, SAVED_BIDIRECTIONAL, True)
     causal_forward = type(transformer).forward
 
     @functools.wraps(causal_forward)  # the signature callers inspect for the inputs it takes

@@ -32,6 +32,9 @@ from embedbench.errors import EmbedbenchError
 EXTENSIONS = ("interpolate", "ntk", "group", "recur", "selfextend")  # what changes the model's positions
 TABLE_ONLY = ("group", "recur")
 SELF_EXTEND = "embedbench_selfextend"  # the attention implementation's name in transformers' registry
+# the transformers config key that carries a rotary extension into the saved model: the scaled frequencies are
+# not among the weights it saves, and SelfExtend is code, so loading the model extends it again from this
+SAVED_WINDOW = "embedbench_window"
 
 
 def extend_window(model, strategy: str, length: int) -> None:
@@ -61,6 +64,8 @@ def extend_window(model, strategy: str, length: int) -> None:
         _extend_table(network.embeddings, table, length, strategy)
     else:
         raise EmbedbenchError(f"model.long={strategy}: found neither rotary nor absolute position embeddings")
+    if rotary:
+        setattr(network.config, SAVED_WINDOW, {"long": strategy, "length": length, "positions": original})
     network.config.max_position_embeddings = length
     model.max_seq_length = length
     model.tokenizer.model_max_length = length

@@ -46,6 +46,19 @@ def test_a_bidirectional_model_trains_and_encodes_through_sentence_transformers_
     assert F.cosine_similarity(causal, encoded.detach()).max() < 0.999
 
 
+def test_a_saved_bidirectional_model_loads_bidirectional_again(tiny_decoder, tmp_path):
+    changed = ["a short text", "a short cell"]  # the same first tokens, another last one
+    model = load_model(tiny_decoder, "cpu", bidirectional=True)
+    model.save(str(tmp_path / "saved"))
+    reloaded = load_model(str(tmp_path / "saved"), "cpu")
+    states, _ = token_states(reloaded, changed)
+    assert not torch.allclose(states[0, 1], states[1, 1], atol=1e-6)  # the first token sees the last one
+    torch.testing.assert_close(states, token_states(model, changed)[0], rtol=0, atol=1e-6)
+    # the model it was loaded from stays causal
+    causal, _ = token_states(load_model(tiny_decoder, "cpu"), changed)
+    assert torch.allclose(causal[0, 1], causal[1, 1], atol=1e-6)
+
+
 def test_bidirectional_is_refused_for_an_encoder(tiny_model_path):
     with pytest.raises(EmbedbenchError, match="no causal attention"):
         load_model(tiny_model_path, "cpu", bidirectional=True)
@@ -198,7 +211,8 @@ def test_train_save_and_eval_a_bidirectional_last_token_decoder(tiny_decoder, sc
     assert -1 <= metrics["stsb/spearman"] <= 1
     trained = SentenceTransformer(str(tmp_path / "run" / "model"), device="cpu")
     assert trained[1].pooling_mode == "lasttoken" and trained.tokenizer.padding_side == "left"
-    run_main("eval", f"model.name_or_path={tmp_path / 'run' / 'model'}", "model.bidirectional=true", "eval=sts",
+    # scored as trained without model.bidirectional again: the saved model carries it
+    run_main("eval", f"model.name_or_path={tmp_path / 'run' / 'model'}", "eval=sts",
              "eval.max_pairs=100", "eval.grid=full", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     scored = json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"]
     assert scored["stsb/spearman"] == pytest.approx(metrics["stsb/spearman"], abs=1e-6)

@@ -86,6 +86,22 @@ def test_rope_interpolation_and_ntk_rescale_the_rotary_frequencies(tiny_decoder)
         assert torch.isfinite(encoder.encode(texts, [encoder.n_layers])[encoder.n_layers]).all()
 
 
+@pytest.mark.parametrize("strategy", ["interpolate", "ntk", "selfextend"])
+def test_a_model_saved_with_a_rotary_extension_loads_extended_again(tiny_decoder, tmp_path, strategy):
+    # the scaled frequencies are not among the saved weights, and SelfExtend is code: both come back on loading
+    texts = [" ".join(PROSE * 4), "a short text"]  # the first past the 128 positions trained
+    extended = load_encoder(str(tiny_decoder), "cpu", long=strategy, long_length=512)
+    extended.model.save(str(tmp_path / "saved"))
+    reloaded = load_encoder(str(tmp_path / "saved"), "cpu")
+    assert reloaded.model.max_seq_length == 512
+    assert reloaded.transformer.auto_model.config.max_position_embeddings == 512
+    last = extended.n_layers
+    expected = extended.encode(texts, [last])[last]
+    torch.testing.assert_close(reloaded.encode(texts, [last])[last], expected, rtol=0, atol=1e-6)
+    plain = load_encoder(str(tiny_decoder), "cpu", max_seq_length=512)  # the original frequencies, unextended
+    assert (plain.encode(texts, [last])[last][0] - expected[0]).abs().max() > 1e-4
+
+
 def test_grouped_and_recurrent_positions_reread_the_absolute_table(tiny_model_path):
     old = load_encoder(str(tiny_model_path), "cpu").transformer.auto_model.embeddings.position_embeddings.weight
     grouped, recurrent = (load_encoder(str(tiny_model_path), "cpu", long=strategy, long_length=1024)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from embedbench.atomic import atomic_write
+from embedbench.embedding.heads import SAVED_BIDIRECTIONAL
+from embedbench.embedding.long import SAVED_WINDOW
 from embedbench.embedding.prompts import Prompted
 
 log = logging.getLogger("embedbench")
@@ -44,10 +46,15 @@ def texts_fingerprint(texts: list[str]) -> str:
 
 
 def model_fingerprint(encoder, precision: str, backend: str = "torch") -> str:
-    """Weights, pooling head, max length, precision, runtime and a long-input strategy (rotary frequencies are
-    not in the state dict; chunking changes no weight): all that changes a text's embedding."""
+    """Weights, pooling head, max length, precision, runtime, a causal mask removed, and a long-input strategy
+    (rotary frequencies are not in the state dict; chunking changes no weight): all that changes a text's
+    embedding."""
     parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision,
              backend]
+    config = getattr(getattr(encoder.model[0], "auto_model", None), "config", None)
+    # the marks loading leaves on the attention: the same weights, causal or not, rotated as trained or extended
+    parts += [f"{key}={getattr(config, key)}" for key in (SAVED_BIDIRECTIONAL, SAVED_WINDOW)
+              if getattr(config, key, None)]
     if encoder.model.truncate_dim:  # a model saved with a narrower width than its heads give
         parts.append(f"truncate_dim={encoder.model.truncate_dim}")
     if encoder.options.get("long", "truncate") != "truncate":

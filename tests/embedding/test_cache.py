@@ -46,6 +46,13 @@ def test_fingerprints_change_with_weights_precision_and_texts(encoder):
     assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])
 
 
+def test_fingerprints_tell_a_causal_load_of_a_decoder_from_a_bidirectional_one(tiny_decoder):
+    from embedbench.embedding.encoder import load_encoder
+
+    causal, bidirectional = (load_encoder(str(tiny_decoder), "cpu", bidirectional=b) for b in (False, True))
+    assert model_fingerprint(causal, "fp32") != model_fingerprint(bidirectional, "fp32")  # the same weights
+
+
 @pytest.mark.parametrize("damage", ["truncated", "bytes flipped", "wrong shape"])
 def test_a_damaged_entry_is_reported_and_encoded_again_never_returned(tmp_path, caplog, damage):
     cache = EmbeddingCache(tmp_path, 1 << 30)

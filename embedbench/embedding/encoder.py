@@ -88,7 +88,8 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
                dtype: str = "fp32", similarity: str | None = None, include_prompt: bool | None = None):
     """The sentence-transformers model, its weights in ``dtype`` (``model.dtype``; transformers would keep a
     bf16 checkpoint in bf16), with ``model.pooling``, ``include_prompt``, ``bidirectional``, ``padding_side``
-    and a position extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s."""
+    and a position extension (``model.long``) applied; chunking (``long=chunk``) is the :class:`Embedder`'s.
+    A model saved without its causal mask or with a rotary extension (marked in its config) gets them again."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Transformer
 

@@ -10,6 +10,7 @@ entry; the folder is trimmed to a size bound, oldest-used first.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import logging
 import os
@@ -35,6 +36,13 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def code_fingerprint(module: torch.nn.Module) -> str:
+    """The source file of the module's class: the same weights under edited modelling code (a model's own code,
+    a transformers upgrade) compute other numbers."""
+    source = inspect.getsourcefile(type(module))
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else ""
+
+
 def texts_fingerprint(texts: list[str]) -> str:
     digest = hashlib.sha256(str(len(texts)).encode())
     for text in texts:
@@ -46,15 +54,19 @@ def texts_fingerprint(texts: list[str]) -> str:
 
 
 def model_fingerprint(encoder, precision: str, backend: str = "torch") -> str:
-    """Weights, pooling head, max length, precision, runtime, a causal mask removed, and a long-input strategy
-    (rotary frequencies are not in the state dict; chunking changes no weight): all that changes a text's
-    embedding."""
+    """Weights, pooling head, max length, precision, runtime, a causal mask removed, the transformer's code and
+    a long-input strategy (rotary frequencies are not in the state dict; chunking changes no weight): all that
+    changes a text's embedding."""
     parts = [weights_fingerprint(encoder.model), repr(encoder.heads), str(encoder.model.max_seq_length), precision,
              backend]
-    config = getattr(getattr(encoder.model[0], "auto_model", None), "config", None)
-    # the marks loading leaves on the attention: the same weights, causal or not, rotated as trained or extended
-    parts += [f"{key}={getattr(config, key)}" for key in (SAVED_BIDIRECTIONAL, SAVED_WINDOW)
-              if getattr(config, key, None)]
+    network = getattr(encoder.model[0], "auto_model", None)
+    if network is not None:
+        config = network.config
+        # the marks loading leaves on the attention: the same weights, causal or not, rotated as trained or
+        # extended; and the code that runs them
+        parts += [f"{key}={getattr(config, key)}" for key in (SAVED_BIDIRECTIONAL, SAVED_WINDOW)
+                  if getattr(config, key, None)]
+        parts.append(code_fingerprint(network))
     if encoder.model.truncate_dim:  # a model saved with a narrower width than its heads give
         parts.append(f"truncate_dim={encoder.model.truncate_dim}")
     if encoder.options.get("long", "truncate") != "truncate":

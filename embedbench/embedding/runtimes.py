@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import inspect
 import logging
 import struct
 import tempfile
@@ -25,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from embedbench.embedding.cache import code_fingerprint
 from embedbench.errors import EmbedbenchError
 
 Runtime = Callable[[dict], Sequence[torch.Tensor]]
@@ -119,10 +119,8 @@ def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], o
         if name not in persistent:
             digest.update(name.encode())
             digest.update(buffer.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    source = inspect.getsourcefile(type(model))
     parts = [model.config.to_json_string(), str(getattr(model.config, "_attn_implementation", None)),
-             type(model).__qualname__, str(next(model.parameters()).dtype),
-             hashlib.sha256(open(source, "rb").read()).hexdigest() if source else "",
+             type(model).__qualname__, str(next(model.parameters()).dtype), code_fingerprint(model),
              repr(sorted(options.items())), ",".join(names), ov.__version__, torch.__version__,
              transformers.__version__]
     digest.update("|".join(parts).encode())

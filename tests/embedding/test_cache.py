@@ -53,6 +53,22 @@ def test_fingerprints_tell_a_causal_load_of_a_decoder_from_a_bidirectional_one(t
     assert model_fingerprint(causal, "fp32") != model_fingerprint(bidirectional, "fp32")  # the same weights
 
 
+def test_fingerprints_change_with_the_transformers_code(tiny_model_path, tmp_path, monkeypatch):
+    import importlib
+
+    from embedbench.embedding.encoder import load_encoder
+
+    encoder = load_encoder(str(tiny_model_path), "cpu")
+    before = model_fingerprint(encoder, "fp32")
+    code = tmp_path / "edited_bert.py"
+    code.write_text("from transformers import BertModel\n\n\nclass EditedBert(BertModel):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    encoder.model[0].auto_model.__class__ = importlib.import_module("edited_bert").EditedBert  # the same weights
+    edited = model_fingerprint(encoder, "fp32")
+    code.write_text(code.read_text() + "# an edit\n")
+    assert before != edited != model_fingerprint(encoder, "fp32")
+
+
 @pytest.mark.parametrize("damage", ["truncated", "bytes flipped", "wrong shape"])
 def test_a_damaged_entry_is_reported_and_encoded_again_never_returned(tmp_path, caplog, damage):
     cache = EmbeddingCache(tmp_path, 1 << 30)

@@ -18,6 +18,9 @@ SYMMETRIC: Side = "symmetric"  # both texts of a pair, or every text of a classi
 STS, CLASSIFICATION, CLUSTERING, PAIR_CLASSIFICATION = SYMMETRIC_TYPES  # the same, for a task of that type
 # the names sentence-transformers models give the document side in config_sentence_transformers.json
 DOCUMENT_NAMES = ("document", "passage", "corpus", "doc")
+# the transformers config key that keeps a trained model's prompt template (sentence-transformers saves prompts,
+# not templates; transformers keeps a config's unknown keys)
+SAVED_TEMPLATE = "embedbench_prompt_template"
 
 
 class Prompted(str):
@@ -90,10 +93,18 @@ def pools_prompt(model) -> bool:
     return all(getattr(module, "include_prompt", True) is not False for module in model)
 
 
+def _transformer_config(model):
+    network = getattr(model[0], "auto_model", None)
+    return None if network is None else network.config
+
+
 def resolve_prompts(model, prompts, template: str | None) -> Prompts:
-    """``model.prompts`` (a side left null takes the model's own) and ``model.prompt_template``, pooled with the
-    text or left out of the pooling as the model's pooling module says."""
+    """``model.prompts`` (a side left null takes the model's own) and ``model.prompt_template`` (null: the one
+    the model was trained with, if any), pooled with the text or left out of the pooling as the model's pooling
+    module says."""
     query, document, symmetric, typed = shipped_prompts(model)
+    if template is None:
+        template = getattr(_transformer_config(model), SAVED_TEMPLATE, None)
     if prompts.query is not None:
         query, symmetric = prompts.query, prompts.query if symmetric == query else symmetric
     if prompts.symmetric is not None:  # one prompt for every symmetric task, the model's typed ones included
@@ -102,12 +113,16 @@ def resolve_prompts(model, prompts, template: str | None) -> Prompts:
                    pools_prompt(model), typed)
 
 
-def saved_prompts(model, prompts: Prompts) -> dict[str, str]:
-    """The model's prompts with those it was trained with, under the names :func:`shipped_prompts` reads."""
+def keep_prompts(model, prompts: Prompts) -> None:
+    """``model`` made to carry the prompts it was trained with, to be saved: its prompts joined by these, under the
+    names :func:`shipped_prompts` reads, and the template in its transformers config."""
     saved = {**model.prompts, "query": prompts.query, "document": prompts.document, **dict(prompts.typed)}
     if prompts.symmetric != prompts.query:
         saved.update({kind: prompts.symmetric for kind in SYMMETRIC_TYPES if kind not in dict(prompts.typed)})
-    return saved
+    model.prompts = saved
+    config = _transformer_config(model)
+    if prompts.template and config is not None:
+        setattr(config, SAVED_TEMPLATE, prompts.template)
 
 
 def training_prompts(prompts: Prompts, columns: Sequence[str], instruction: str | None = None) -> dict[str, str]:

@@ -28,7 +28,7 @@ from embedbench.embedding.dropout import drawn_fast
 from embedbench.embedding.embedder import Embedder
 from embedbench.embedding.encoder import load_encoder, model_options, native_bf16, resolve_device
 from embedbench.embedding.heads import add_lora, merge_lora, set_attention_dropout
-from embedbench.embedding.prompts import Prompts, resolve_prompts, saved_prompts, training_prompts
+from embedbench.embedding.prompts import Prompts, keep_prompts, resolve_prompts, training_prompts
 from embedbench.errors import EmbedbenchError, Preempted
 from embedbench.losses import build_objective
 from embedbench.losses.compat import ROW, CompatTerm
@@ -306,7 +306,7 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
             return {}, None  # the model is saved and scored once, by rank 0
         with phases("saving"):
             # the saved model carries the prompts it was trained with: scored anywhere, it gets them again
-            encoder.model.prompts = saved_prompts(encoder.model, prompts)
+            keep_prompts(encoder.model, prompts)
             if cfg.model.lora.r:
                 merge_lora(encoder.model)
             try:

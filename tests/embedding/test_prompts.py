@@ -1,5 +1,7 @@
 """Prompts: by side, with a task's instruction through the template, the model's own where the config leaves
 them open, on the trainer's columns; scored retrieval with prompts equal to mteb's with the same prompts."""
+import copy
+
 import pytest
 import torch
 
@@ -12,8 +14,8 @@ from embedbench.embedding.prompts import (
     QUERY,
     SYMMETRIC,
     Prompts,
+    keep_prompts,
     resolve_prompts,
-    saved_prompts,
     shipped_prompts,
     training_prompts,
 )
@@ -58,13 +60,16 @@ def test_the_model_s_own_prompts_fill_what_the_config_leaves_open(tiny_model):
     assert shipped_prompts(tiny_model) == ("", "", "", ())
 
 
-def test_prompts_saved_with_a_trained_model_read_back_the_same(tiny_model):
-    from sentence_transformers import SentenceTransformer
-
-    for trained in (Prompts("q: ", "p: ", "q: "), Prompts("instruction: ", "", "")):
-        model = SentenceTransformer(modules=list(tiny_model), device="cpu")
-        model.prompts = saved_prompts(model, trained)
-        assert resolve_prompts(model, PromptsConfig(), None) == trained
+def test_prompts_saved_with_a_trained_model_read_back_the_same(tiny_model, tmp_path):
+    template = "Instruct: {instruction}\nQuery: {text}"
+    for n, trained in enumerate((Prompts("q: ", "p: ", "q: "), Prompts("instruction: ", "", ""),
+                                 Prompts("", "", "", template))):
+        model = copy.deepcopy(tiny_model)
+        keep_prompts(model, trained)
+        model.save(str(tmp_path / str(n)))
+        loaded = load_model(str(tmp_path / str(n)), "cpu")
+        assert resolve_prompts(loaded, PromptsConfig(), None) == trained
+    assert resolve_prompts(loaded, PromptsConfig(), "Q: {instruction} {text}").template == "Q: {instruction} {text}"
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +106,12 @@ def test_a_symmetric_task_type_takes_the_prompt_the_model_ships_for_it(tiny_mode
     override = resolve_prompts(model, PromptsConfig(symmetric=""), None)
     assert [override.prefix(side) for side in (STS, CLASSIFICATION, CLUSTERING)] == ["", "", ""]
     # saved with a trained model: the typed prompts stay, under mteb's names
-    saved = saved_prompts(model, prompts)
-    assert (saved["Classification"], saved["Clustering"], saved["query"]) == (
+    saved, overridden = (SentenceTransformer(modules=list(tiny_model), prompts=nomic, device="cpu") for _ in "ab")
+    keep_prompts(saved, prompts)
+    keep_prompts(overridden, override)
+    assert (saved.prompts["Classification"], saved.prompts["Clustering"], saved.prompts["query"]) == (
         "classification: ", "clustering: ", "search_query: ")
-    assert saved_prompts(model, override)["Classification"] == ""
+    assert overridden.prompts["Classification"] == ""
 
 
 @needs_data

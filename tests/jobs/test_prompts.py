@@ -69,7 +69,9 @@ def test_training_prompts_both_sides_and_saves_the_prompts_with_the_model(tmp_pa
 
     plain, _ = sts_files
     losses = {}
-    for name, prompts in (("prompted", ["model.prompts.query='query: '", "model.prompts.document='passage: '"]),
+    template = "Instruct: {instruction} Query: {text}"
+    for name, prompts in (("prompted", ["model.prompts.query='query: '", "model.prompts.document='passage: '",
+                                        f"model.prompt_template='{template}'"]),
                           ("plain", [])):
         run_main("train", "trainer=debug", "trainer.log_every=1", f"model.name_or_path={tiny_model_path}",
                  f"data.root={scifact_slice}", "eval=sts", f"eval.tasks.stsb.path={plain}", "eval.cache=false",
@@ -78,4 +80,6 @@ def test_training_prompts_both_sides_and_saves_the_prompts_with_the_model(tmp_pa
     saved = json.loads((tmp_path / "prompted" / "model" / "config_sentence_transformers.json").read_text())
     assert saved["prompts"]["query"] == "query: " and saved["prompts"]["document"] == "passage: "
     assert SentenceTransformer(str(tmp_path / "prompted" / "model"), device="cpu").prompts["document"] == "passage: "
+    config = json.loads((tmp_path / "prompted" / "model" / "config.json").read_text())
+    assert config["embedbench_prompt_template"] == template  # the template, where transformers keeps it
     assert losses["prompted"] != losses["plain"]  # the trainer saw the prompted texts

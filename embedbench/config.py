@@ -37,6 +37,7 @@ class Precision(Choice):
     auto = "auto"  # bf16 on CUDA, fp32 (the reference) elsewhere
     fp32 = "fp32"
     bf16 = "bf16"
+    int8 = "int8"  # int8 weights and activations in the GEMMs, the rest bf16: OpenVINO on CPU
 
 
 class Backend(Choice):

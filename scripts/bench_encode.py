@@ -7,7 +7,8 @@
 1. Measures the GEMM peak (fp32 and bf16) on MiniLM-shaped matrices with the threads torch uses.
 2. Encodes the same texts with sentence-transformers' ``encode`` (fp32, bf16 autocast) and with
    embedbench's encoder in each mode (torch fp32 = the reference, torch bf16 weights, OpenVINO fp32,
-   OpenVINO bf16 = ``encode=fast`` on CPU) at the CPU's default batch (and at 32, the old default),
+   OpenVINO bf16 = ``encode=fast`` on CPU, OpenVINO int8 = ``encode=int8``) at the CPU's default batch (and at
+   32, the old default),
    each timed on its own, runtime build (copy or conversion) included; prints real (unpadded) tokens/s,
    the share of the ceiling, the minimum cosine to sentence-transformers' fp32 embeddings and nDCG@10
    on the SciFact slice those texts form.
@@ -15,7 +16,10 @@
 3. Compares OpenVINO's default, a batch per stream in flight (each stream on cores of its own), with one
    stream running every core on each batch: the SciFact texts encoded by each in turn, alternated for
    ``--rounds`` rounds (the gain is smaller than this machine's noise between single runs).
-4. Profiles the fast mode over a sample: OpenVINO's own per-node timings grouped by kind of work,
+4. int8 by OpenVINO's dynamic-quantisation group (input channels per activation scale) against bf16: the
+   SciFact texts encoded by each in turn, alternated over ``--rounds`` rounds; time, minimum cosine to fp32
+   and nDCG@10 of each group.
+5. Profiles the fast mode over a sample: OpenVINO's own per-node timings grouped by kind of work,
    tokenisation, pooling, and what remains (Python, copies).
 """
 from __future__ import annotations
@@ -33,9 +37,12 @@ import torch
 from embedbench.allocator import keep_freed_memory
 from embedbench.data.beir import load_beir, resolve_root, subsample
 from embedbench.data.tables import read_sts_benchmark
+from embedbench.embedding import runtimes
 from embedbench.embedding.encoder import LayerEncoder, load_model, resolve_batch_size
 from embedbench.retrieval.index import search
 from embedbench.tasks.retrieval import retrieval_metrics
+
+DEFAULT_INT8_GROUP = runtimes.INT8_GROUP
 
 
 def gemm_peak(dtype: torch.dtype, repeats: int = 20) -> float:
@@ -97,7 +104,8 @@ def main() -> None:
                   ("embedbench torch bf16 weights", lambda t: ours(t, "bf16", "torch"), "bf16"),
                   ("embedbench OpenVINO fp32", lambda t: ours(t, "fp32", "openvino"), "fp32"),
                   ("embedbench OpenVINO bf16 (encode=fast)", lambda t: ours(t, "bf16", "openvino"), "bf16"),
-                  ("  same, batch 32", lambda t: ours(t, "bf16", "openvino", 32), "bf16")]
+                  ("  same, batch 32", lambda t: ours(t, "bf16", "openvino", 32), "bf16"),
+                  ("embedbench OpenVINO int8 (encode=int8)", lambda t: ours(t, "int8", "openvino"), "bf16")]
     text_sets = [(f"SciFact: {len(qids)} queries + {len(doc_ids)} docs",
                   [ds.queries[q] for q in qids] + [ds.doc_text(d) for d in doc_ids], True),
                  (f"STS-B test: {2 * len(sts.sentences1)} sentences", sts.sentences1 + sts.sentences2, False)]
@@ -116,19 +124,52 @@ def main() -> None:
             seconds = time.perf_counter() - start
             if reference is None:
                 reference, base_seconds = emb, seconds
-            ndcg = ""
-            if retrieval:
-                found = search(emb[len(qids):].numpy(), emb[: len(qids)].numpy(), 10)
-                ranked = {q: {doc_ids[j]: float(s) for s, j in zip(rs, ri) if j >= 0}
-                          for q, rs, ri in zip(qids, found.scores, found.ids)}
-                ndcg = f"{retrieval_metrics(ds.qrels, ranked, ['ndcg_at_10'])['ndcg_at_10']:.5f}"
+            ndcg = f"{slice_ndcg(emb, ds):.5f}" if retrieval else ""
             rate = lengths.sum() / seconds
             share = 100 * rate * mean_flops / (peaks[precision] * 1e9)
             print(f"{name:44s} {seconds:7.1f} {rate:8,.0f} {base_seconds / seconds:8.2f}x {share:8.1f}% "
                   f"{float((emb * reference).sum(-1).min()):8.5f} {ndcg:>8s}", flush=True)
+        if retrieval:
+            scifact_reference = reference
 
     compare_streams(encoder, text_sets[0][1], layers, args.rounds)
+    compare_int8_groups(encoder, text_sets[0][1], layers, scifact_reference, ds, args.rounds)
     profile(encoder, [ds.doc_text(d) for d in doc_ids][: args.profile_texts], layers)
+
+
+def slice_ndcg(emb: torch.Tensor, ds) -> float:
+    """nDCG@10 of ``emb`` (the slice's queries, then its documents, normalised) by exact search."""
+    qids, doc_ids = list(ds.queries), list(ds.corpus)
+    found = search(emb[len(qids):].numpy(), emb[: len(qids)].numpy(), 10)
+    ranked = {q: {doc_ids[j]: float(s) for s, j in zip(rs, ri) if j >= 0}
+              for q, rs, ri in zip(qids, found.scores, found.ids)}
+    return retrieval_metrics(ds.qrels, ranked, ["ndcg_at_10"])["ndcg_at_10"]
+
+
+def compare_int8_groups(encoder: LayerEncoder, texts: list[str], layer: int, reference: torch.Tensor, ds,
+                        rounds: int, groups: tuple[int, ...] = (32, 64, 128, 256, 384)) -> None:
+    """encode=int8's runtime at each dynamic-quantisation group against encode=fast's, built once each and used in
+    turn (the order reversed every other round)."""
+    built = {"bf16 (encode=fast)": encoder.runtime("bf16", "openvino")}
+    for group in groups:
+        runtimes.INT8_GROUP = group  # read when the runtime compiles
+        built[f"int8, group {group}" + (" (encode=int8)" if group == DEFAULT_INT8_GROUP else "")] = \
+            encoder.runtime("int8", "openvino")
+    runtimes.INT8_GROUP = DEFAULT_INT8_GROUP
+    seconds, embeddings = dict.fromkeys(built, 0.0), {}
+    for round_ in range(rounds):
+        for name in (list(built) if round_ % 2 == 0 else list(built)[::-1]):
+            start = time.perf_counter()
+            out = encoder.encode(texts, [layer], desc=name, runtime=built[name], progress=False)[layer]
+            seconds[name] += time.perf_counter() - start
+            embeddings[name] = torch.nn.functional.normalize(out.float(), dim=-1)
+    base = seconds["bf16 (encode=fast)"]
+    print(f"\nint8 by dynamic-quantisation group over the SciFact texts, {rounds} rounds each, runtimes built "
+          f"beforehand\n{'runtime':32s} {'s/round':>8s} {'x bf16':>7s} {'min cos':>8s} {'nDCG@10':>8s}")
+    for name, total in seconds.items():
+        cosine = float((embeddings[name] * reference).sum(-1).min())
+        print(f"{name:32s} {total / rounds:8.2f} {total / base:7.3f} {cosine:8.5f} "
+              f"{slice_ndcg(embeddings[name], ds):8.5f}")
 
 
 def compare_streams(encoder: LayerEncoder, texts: list[str], layer: int, rounds: int) -> None:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""SciFact eval wall time and nDCG@10: mteb vs `embedbench eval` (fp32, torch bf16, encode=fast), one run.
+"""SciFact eval wall time and nDCG@10: mteb vs `embedbench eval` (fp32, torch bf16, encode=fast, encode=int8), one run.
 
     python scripts/bench_eval.py            # full SciFact test set (minutes)
     python scripts/bench_eval.py --queries 30 --docs 500   # a quick slice
-    python scripts/bench_eval.py --modes fast               # mteb and `encode=fast` only
+    python scripts/bench_eval.py --modes fast int8          # mteb, `encode=fast` and `encode=int8` only
 
 Each contender runs in its own process, timed from outside, so both pay interpreter start,
 imports and model loading: embedbench as the real CLI (MLflow logging and all, cache off),
@@ -61,6 +61,7 @@ EMBEDBENCH_MODES = {  # label: overrides (batch size left at its default, auto)
     "embedbench fp32": ["encode.precision=fp32"],
     "embedbench torch bf16": ["encode.precision=bf16", "encode.backend=torch"],
     "embedbench encode=fast": ["encode=fast"],
+    "embedbench encode=int8": ["encode=int8"],
 }
 
 
@@ -84,7 +85,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, help="score a random subset of test queries")
     parser.add_argument("--docs", type=int, help="corpus size of the slice")
-    parser.add_argument("--modes", nargs="+", choices=("fp32", "bf16", "fast"), default=["fp32", "bf16", "fast"],
+    parser.add_argument("--modes", nargs="+", choices=("fp32", "bf16", "fast", "int8"),
+                        default=["fp32", "bf16", "fast", "int8"],
                         help="the embedbench runs beside mteb's")
     parser.add_argument("--mteb-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

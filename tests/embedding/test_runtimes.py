@@ -1,4 +1,4 @@
-"""The encoding runtimes: torch fp32 (the reference), a bf16 copy of the weights, OpenVINO (fp32, bf16)."""
+"""The encoding runtimes: torch fp32 (the reference), a bf16 copy of the weights, OpenVINO (fp32, bf16, int8)."""
 import logging
 import subprocess
 import sys
@@ -23,7 +23,7 @@ def reference(encoder):
 
 
 @pytest.mark.parametrize("precision, backend, min_cos", [("bf16", "torch", 0.999), ("bf16", "openvino", 0.999),
-                                                         ("fp32", "openvino", 0.99999)])
+                                                         ("fp32", "openvino", 0.99999), ("int8", "openvino", 0.99)])
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_runtimes_match_the_fp32_reference_on_every_layer(encoder, reference, precision, backend, min_cos,
                                                           batch_size):
@@ -31,8 +31,14 @@ def test_runtimes_match_the_fp32_reference_on_every_layer(encoder, reference, pr
     for layer in (3, 6):
         assert out[layer].dtype == torch.float32 and out[layer].shape == reference[layer].shape
         assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, (layer, backend)
-    if precision == "bf16":  # it really ran in bf16
+    if precision != "fp32":  # it really ran in bf16 or int8
         assert not torch.allclose(out[6], reference[6], atol=1e-4)
+
+
+def test_int8_quantises_more_than_bf16_rounds(encoder, reference):
+    bf16, int8 = (encoder.encode(TEXTS, [6], batch_size=4, precision=precision, backend="openvino")[6]
+                  for precision in ("bf16", "int8"))
+    assert F.cosine_similarity(int8, reference[6]).min() < F.cosine_similarity(bf16, reference[6]).min() < 1
 
 
 def test_one_openvino_runtime_serves_batches_of_any_shape_in_any_order(encoder, reference):
@@ -107,6 +113,12 @@ def test_backend_choice():
     assert resolve_backend("auto", "bf16", "cpu", left_padded_causal=True) == "torch"
     with pytest.raises(EmbedbenchError, match="encode.backend=openvino runs on the CPU only"):
         resolve_backend("openvino", "bf16", "cuda")
+    assert resolve_backend("auto", "int8", "cpu") == "openvino"
+    for backend, device, left_padded, reason in [("auto", "cuda", False, "not on cuda"),
+                                                 ("torch", "cpu", False, "not with encode.backend=torch"),
+                                                 ("auto", "cpu", True, "causal, padded on the left")]:
+        with pytest.raises(EmbedbenchError, match=f"encode.precision=int8 runs on OpenVINO on the CPU, .*{reason}"):
+            resolve_backend(backend, "int8", device, left_padded)
 
 
 def test_embedder_builds_one_runtime_for_all_its_text_sets(encoder, monkeypatch):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """`embedbench eval eval=mteb_lite` against mteb 2.26 on the same five local data sets, in one run.
 
-    python scripts/bench_suite.py        # full sets, all-MiniLM-L6-v2, fp32 (minutes)
+    python scripts/bench_suite.py                  # full sets, all-MiniLM-L6-v2, fp32 (minutes)
+    python scripts/bench_suite.py --encode int8    # embedbench with encode=int8 (or fast) against mteb's fp32
 
 mteb runs offline on local copies of each set (its own task classes, data handed over in
 ``load_data``, clustering sampled by mteb's own ``stratified_subsampling`` as StackExchangeClustering.v2
@@ -10,6 +11,7 @@ difference, and both wall times.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -42,9 +44,15 @@ def mteb_tasks() -> dict:
             "stackoverflow/v_measure": ref.clustering_task(so), "mrpc/ap": ref.pair_classification_task(mrpc)}
 
 
+ENCODE = {"fp32": "encode.precision=fp32", "fast": "encode=fast", "int8": "encode=int8"}
+
+
 def main() -> None:
     import mteb
 
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encode", choices=ENCODE, default="fp32", help="how embedbench encodes")
+    args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tasks = mteb_tasks()
     start = time.perf_counter()
@@ -55,13 +63,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "embedbench", "eval", "eval=mteb_lite", "encode.precision=fp32",
+        subprocess.run([sys.executable, "-m", "embedbench", "eval", "eval=mteb_lite", ENCODE[args.encode],
                         "eval.cache=false", f"hydra.run.dir={tmp}/run", f"logger.tracking_uri=sqlite:///{tmp}/m.db",
                         f"logger.artifact_location={tmp}/artifacts"], check=True, cwd=tmp)
         ours_s = time.perf_counter() - start
         ours = json.loads((Path(tmp) / "run" / "results.json").read_text())["metrics"]
 
-    print("\nall-MiniLM-L6-v2, fp32, full local sets, one run on this machine")
+    print(f"\nall-MiniLM-L6-v2, full local sets, one run on this machine: mteb fp32, embedbench {ENCODE[args.encode]}")
     print(f"{'metric':26s} {'mteb 2.26':>10s} {'embedbench':>11s} {'difference':>11s}")
     for name, value in reference.items():
         print(f"{name:26s} {value:10.5f} {ours[name]:11.5f} {ours[name] - value:+11.5f}")

@@ -89,8 +89,8 @@ def cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 
 # OpenVINO's dynamic quantisation of a GEMM's activations: one int8 scale per this many input channels of each
-# token. Smaller groups track the activations' outliers closer and run slower; MiniLM on SciFact, from 64 to
-# 384: 0.83x to 0.75x of bf16's time, min cosine to fp32 0.9985 to 0.9966 (docs/results/encoding.md)
+# token. Smaller groups follow the activations' outliers closer and run slower (scripts/bench_encode.py, MiniLM on
+# SciFact: group 64 took 0.84x of bf16's time at min cosine 0.9985 to fp32, 128 0.80x at 0.9979, 384 0.77x at 0.9955)
 INT8_GROUP = 128
 
 

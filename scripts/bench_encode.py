@@ -146,16 +146,9 @@ def slice_ndcg(emb: torch.Tensor, ds) -> float:
     return retrieval_metrics(ds.qrels, ranked, ["ndcg_at_10"])["ndcg_at_10"]
 
 
-def compare_int8_groups(encoder: LayerEncoder, texts: list[str], layer: int, reference: torch.Tensor, ds,
-                        rounds: int, groups: tuple[int, ...] = (32, 64, 128, 256, 384)) -> None:
-    """encode=int8's runtime at each dynamic-quantisation group against encode=fast's, built once each and used in
-    turn (the order reversed every other round)."""
-    built = {"bf16 (encode=fast)": encoder.runtime("bf16", "openvino")}
-    for group in groups:
-        runtimes.INT8_GROUP = group  # read when the runtime compiles
-        built[f"int8, group {group}" + (" (encode=int8)" if group == DEFAULT_INT8_GROUP else "")] = \
-            encoder.runtime("int8", "openvino")
-    runtimes.INT8_GROUP = DEFAULT_INT8_GROUP
+def in_turn(encoder: LayerEncoder, texts: list[str], layer: int, built: dict, rounds: int) -> tuple[dict, dict]:
+    """Seconds per round of each runtime in ``built`` over ``texts``, and its embeddings: each built beforehand
+    and used in turn, the order reversed every other round, so drifts of the machine's speed fall on all."""
     seconds, embeddings = dict.fromkeys(built, 0.0), {}
     for round_ in range(rounds):
         for name in (list(built) if round_ % 2 == 0 else list(built)[::-1]):
@@ -163,30 +156,37 @@ def compare_int8_groups(encoder: LayerEncoder, texts: list[str], layer: int, ref
             out = encoder.encode(texts, [layer], desc=name, runtime=built[name], progress=False)[layer]
             seconds[name] += time.perf_counter() - start
             embeddings[name] = torch.nn.functional.normalize(out.float(), dim=-1)
+    return {name: total / rounds for name, total in seconds.items()}, embeddings
+
+
+def compare_int8_groups(encoder: LayerEncoder, texts: list[str], layer: int, reference: torch.Tensor, ds,
+                        rounds: int, groups: tuple[int, ...] = (32, 64, 128, 256, 384)) -> None:
+    """encode=int8's runtime at each dynamic-quantisation group against encode=fast's, taking turns."""
+    built = {"bf16 (encode=fast)": encoder.runtime("bf16", "openvino")}
+    for group in groups:
+        runtimes.INT8_GROUP = group  # read when the runtime compiles
+        built[f"int8, group {group}" + (" (encode=int8)" if group == DEFAULT_INT8_GROUP else "")] = \
+            encoder.runtime("int8", "openvino")
+    runtimes.INT8_GROUP = DEFAULT_INT8_GROUP
+    seconds, embeddings = in_turn(encoder, texts, layer, built, rounds)
     base = seconds["bf16 (encode=fast)"]
     print(f"\nint8 by dynamic-quantisation group over the SciFact texts, {rounds} rounds each, runtimes built "
           f"beforehand\n{'runtime':32s} {'s/round':>8s} {'x bf16':>7s} {'min cos':>8s} {'nDCG@10':>8s}")
-    for name, total in seconds.items():
+    for name, per_round in seconds.items():
         cosine = float((embeddings[name] * reference).sum(-1).min())
-        print(f"{name:32s} {total / rounds:8.2f} {total / base:7.3f} {cosine:8.5f} "
+        print(f"{name:32s} {per_round:8.2f} {per_round / base:7.3f} {cosine:8.5f} "
               f"{slice_ndcg(embeddings[name], ds):8.5f}")
 
 
 def compare_streams(encoder: LayerEncoder, texts: list[str], layer: int, rounds: int) -> None:
-    """encode=fast's runtime with a batch per stream in flight against one stream, each built once and
-    used in turn (the order swapped every round), so drifts of the machine's speed fall on both."""
-    runtimes = {"a batch per stream (default)": encoder.runtime("bf16", "openvino"),
-                "one stream, every core per batch": encoder.runtime("bf16", "openvino", streams=False)}
-    seconds = dict.fromkeys(runtimes, 0.0)
-    for round_ in range(rounds):
-        for name in (list(runtimes) if round_ % 2 == 0 else list(runtimes)[::-1]):
-            start = time.perf_counter()
-            encoder.encode(texts, [layer], desc=name, runtime=runtimes[name], progress=False)
-            seconds[name] += time.perf_counter() - start
+    """encode=fast's runtime with a batch per stream in flight against one stream, taking turns."""
+    built = {"a batch per stream (default)": encoder.runtime("bf16", "openvino"),
+             "one stream, every core per batch": encoder.runtime("bf16", "openvino", streams=False)}
+    seconds, _ = in_turn(encoder, texts, layer, built, rounds)
     default, one = seconds.values()
     print(f"\nOpenVINO bf16 over the SciFact texts, {rounds} rounds each, runtimes built beforehand: "
-          f"{len(runtimes['a batch per stream (default)'].requests)} streams {default / rounds:.2f} s, "
-          f"one stream {one / rounds:.2f} s per round: {default / one:.3f}x its time")
+          f"{len(built['a batch per stream (default)'].requests)} streams {default:.2f} s, "
+          f"one stream {one:.2f} s per round: {default / one:.3f}x its time")
 
 
 def profile(encoder: LayerEncoder, texts: list[str], layer: int) -> None:

@@ -1,10 +1,10 @@
 """The eval job through the CLI: embeddings cached across runs (a damaged or unwritable cache named), scores
-named after the data folder, BM25."""
+named after the data folder, BM25, the bf16 and int8 encoding modes."""
 import json
 
 import pytest
 
-from tests.helpers import fill_disk, results_files, run_main, small_disk
+from tests.helpers import fill_disk, mlflow_runs, results_files, run_main, small_disk
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +23,16 @@ def test_second_identical_eval_reads_the_cache(tmp_path, scifact_slice, tiny_mod
     assert "embedding cache: 2 hits, 0 misses" in logs[1].read_text()
     run_main(*args, "eval.cache=false", cwd=tmp_path)
     assert "embedding cache" not in sorted((tmp_path / "outputs" / "runs").rglob("eval.log"))[2].read_text()
+
+
+def test_the_fast_and_int8_modes_score_as_fp32_does_and_are_logged(tmp_path, scifact_slice):
+    args = ["eval", f"data.root={scifact_slice}", *SLICE, "eval.cache=false"]
+    for mode in ("encode.precision=fp32", "encode=fast", "encode=int8"):
+        run_main(*args, mode, cwd=tmp_path)
+    fp32, fast, int8 = (json.loads(p.read_text())["metrics"] for p in results_files(tmp_path))
+    for metric in ("scifact/ndcg_at_10", "stsb/spearman"):
+        assert abs(fast[metric] - fp32[metric]) < 0.01 and abs(int8[metric] - fp32[metric]) < 0.02, metric
+    assert [run.data.params["encode.precision"] for run in mlflow_runs(tmp_path)] == ["fp32", "bf16", "int8"]
 
 
 def test_scores_are_named_after_the_data_folder_and_several_folders_share_one_run(tmp_path, scifact_slice,

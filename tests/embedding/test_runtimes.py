@@ -153,7 +153,7 @@ def tiny_distilbert(tmp_path_factory):
     return LayerEncoder(model)
 
 
-@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.99)])
+@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.99), ("int8", 0.99)])
 def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_distilbert, precision, min_cos):
     assert "token_type_ids" not in tiny_distilbert._input_names
     reference = tiny_distilbert.encode(TEXTS, [1, 2], batch_size=3)
@@ -162,7 +162,7 @@ def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_dis
         assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer
 
 
-@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.999)])
+@pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.999), ("int8", 0.99)])
 def test_openvino_encodes_bf16_weights_as_torch_encodes_their_values(precision, min_cos):
     """model.dtype=bf16: the converted model computes with the weights' values (its converter, handed bf16
     weights as they are, put MiniLM's first layer at cosine 0.73 to torch's)."""

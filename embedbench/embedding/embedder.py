@@ -12,7 +12,7 @@ from functools import cached_property
 import torch
 
 from embedbench.embedding.cache import EmbeddingCache, model_fingerprint
-from embedbench.embedding.encoder import LayerEncoder, resolve_batch_size, resolve_encoding
+from embedbench.embedding.encoder import LayerEncoder, StaticEncoder, resolve_batch_size, resolve_encoding
 from embedbench.embedding.long import merged, windows
 from embedbench.embedding.pool import EncoderPool, resolve_devices
 from embedbench.embedding.prompts import Prompted
@@ -38,6 +38,9 @@ class Embedder:
             weights = str(encoder.weights_dtype).removeprefix("torch.")
             log.warning("encode.precision=fp32: the weights are %s (model.dtype), so torch computes in %s; "
                         "model.dtype=fp32 encodes in fp32", weights, weights)
+        if encode.precision in ("bf16", "int8") and isinstance(encoder, StaticEncoder):
+            log.warning("encode.precision=%s: a static embedding model is a lookup and a mean, with no transformer to "
+                        "run in %s; it encodes in fp32", encode.precision, encode.precision)
         self.batch_size = resolve_batch_size(encode.batch_size, encoder.device.type)
         self.devices = resolve_devices(encode.devices, encoder.device.type)
         self._engine = None

@@ -33,13 +33,16 @@ def static_model(tmp_path_factory):
     return model, folder
 
 
-@pytest.mark.parametrize("precision, backend", [("fp32", "torch"), ("bf16", "auto")])
-def test_a_static_model_is_one_layer_encoded_as_sentence_transformers_encodes_it(static_model, precision, backend):
+@pytest.mark.parametrize("precision, backend", [("fp32", "torch"), ("bf16", "auto"), ("int8", "auto")])
+def test_a_static_model_is_one_layer_encoded_as_sentence_transformers_encodes_it(static_model, precision, backend,
+                                                                                 caplog):
     model, folder = static_model
     encoder = load_encoder(str(folder), "cpu")
     assert isinstance(encoder, StaticEncoder) and (encoder.n_layers, encoder.hidden_size) == (1, 64)
     pooled = Embedder(encoder, [1], EncodeConfig(batch_size=2, precision=precision, backend=backend))(TEXTS, "static")
     torch.testing.assert_close(pooled[1], model.encode(TEXTS, convert_to_tensor=True), atol=1e-6, rtol=1e-5)
+    said = f"encode.precision={precision}: a static embedding model is a lookup and a mean" in caplog.text
+    assert said == (precision != "fp32")  # asked for a precision it does not run in
 
 
 def test_a_static_model_tokenises_each_text_once(static_model):

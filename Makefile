@@ -40,7 +40,7 @@ compare: ## table of the runs in the store, best first
 ui: ## MLflow UI on http://127.0.0.1:5000
 	$(BIN)/embedbench ui $(ARGS)
 
-bench: ## SciFact eval: embedbench fp32/bf16 vs mteb, wall time and nDCG@10 (full set: minutes)
+bench: ## SciFact eval: embedbench fp32, bf16, encode=fast and encode=int8 vs mteb, wall time and nDCG@10 (minutes)
 	$(BIN)/python scripts/bench_eval.py $(ARGS)
 
 clean: ## remove run outputs, the MLflow store and caches (keeps the venv)

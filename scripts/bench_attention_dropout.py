@@ -45,10 +45,8 @@ class Training(torch.nn.Module):
     is_causal = False
 
 
-def seconds(attention, inputs, repeats: int = 4) -> float:
-    def step():
-        attention(*inputs).sum().backward()
-
+def seconds(step, repeats: int) -> float:
+    """Mean seconds of ``step()`` over ``repeats`` calls after one to warm up."""
     step()
     start = time.perf_counter()
     for _ in range(repeats):
@@ -63,14 +61,6 @@ def torch_words_mask(shape: torch.Size, p: float, pool: ThreadPoolExecutor) -> t
     list(pool.map(lambda piece, seed: piece.random_(-2**63, 2**63 - 1, generator=torch.Generator().manual_seed(
         seed)), words.chunk(PIECES), seeds))
     return words.view(torch.int32)[:shape.numel()].view(shape) < round(p * 2**32) - 2**31
-
-
-def mask_seconds(draw, repeats: int = 5) -> float:
-    draw()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        draw()
-    return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:
@@ -101,7 +91,7 @@ def main() -> None:
         row = f"{name:<36}"
         for precision in ("fp32", "bf16"):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                took = seconds(attention, inputs)
+                took = seconds(lambda run=attention: run(*inputs).sum().backward(), repeats=4)
             base.setdefault(precision, took)
             row += f"{took:>9.3f}{took / base[precision]:>8.2f}"
         print(row)
@@ -117,7 +107,7 @@ def main() -> None:
         print(f"{'drawn by':<36}{'ms':>9}{'x base':>8}")
         first = None
         for name, draw in draws.items():
-            took = mask_seconds(draw)
+            took = seconds(draw, repeats=5)
             first = first or took
             print(f"{name:<36}{took * 1e3:>9.1f}{took / first:>8.2f}")
 

@@ -18,9 +18,9 @@ from functools import cache
 import numpy
 import torch
 from torch import nn
-from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from embedbench.embedding.attention import sdpa_replaced
 
 DRAWN_FAST = "embedbench_sdpa_drawn_dropout"  # the attention implementation's name in transformers' registry
 PIECES = 4  # random words are drawn in this many pieces at once, whatever the thread count: a seed's masks
@@ -106,18 +106,11 @@ def drawn_fast(model: nn.Module):
     training is the one loaded."""
     swapped = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                if type(child) is nn.Dropout]
-    networks = [module for module in model.modules() if isinstance(module, PreTrainedModel)
-                and module._supports_attention_backend and module.config._attn_implementation == "sdpa"]
-    AttentionInterface.register(DRAWN_FAST, drawn_dropout_attention)
-    AttentionMaskInterface.register(DRAWN_FAST, sdpa_mask)  # sdpa's masks, which the attention above reads
     try:
         for parent, name, child in swapped:
             setattr(parent, name, DrawnDropout(child.p).train(child.training))
-        for network in networks:
-            network.config._attn_implementation = DRAWN_FAST
-        yield
+        with sdpa_replaced(model, DRAWN_FAST, drawn_dropout_attention):
+            yield
     finally:
         for parent, name, child in swapped:
             setattr(parent, name, child)
-        for network in networks:
-            network.config._attn_implementation = "sdpa"

@@ -125,6 +125,8 @@ def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], o
     import openvino as ov
     import transformers
 
+    from embedbench.embedding.attention import NO_EMPTY_ROWS
+
     digest = hashlib.sha256(weights_key.encode())
     persistent = set(model.state_dict())
     for name, buffer in model.named_buffers():
@@ -134,7 +136,7 @@ def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], o
     parts = [model.config.to_json_string(), str(getattr(model.config, "_attn_implementation", None)),
              type(model).__qualname__, str(next(model.parameters()).dtype), code_fingerprint(model),
              repr(sorted(options.items())), ",".join(names), ov.__version__, torch.__version__,
-             transformers.__version__]
+             transformers.__version__, NO_EMPTY_ROWS]
     digest.update("|".join(parts).encode())
     return digest.hexdigest()
 
@@ -214,7 +216,10 @@ class OpenVinoRuntime:
 
     def _convert(self, model: torch.nn.Module, example: dict):
         import openvino as ov
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
         from transformers.utils import logging as hf_logging
+
+        from embedbench.embedding.attention import NO_EMPTY_ROWS, mask_without_empty_rows, sdpa_replaced
 
         if next(model.parameters()).dtype == torch.bfloat16:
             # the converter misreads bf16 weights (MiniLM's first layer came out at cosine 0.73 to torch's);
@@ -228,7 +233,8 @@ class OpenVinoRuntime:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # tracing touches attributes (loss_type) that only warn
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), \
+                    sdpa_replaced(model, NO_EMPTY_ROWS, sdpa_attention_forward, mask_without_empty_rows):
                 warnings.simplefilter("ignore")  # TracerWarnings about Python branches on shapes
                 return ov.convert_model(wrapped, example_input=tuple(example[n].cpu() for n in self.names),
                                         input=[ov.PartialShape([-1, -1])] * len(self.names))

@@ -33,7 +33,7 @@ class Embedder:
                  phases: Phases | None = None, shared_by_ranks: bool = False):
         self.encoder, self.layers, self.cache, self.phases = encoder, list(layers), cache, phases
         self.shared_by_ranks = shared_by_ranks
-        self.precision, self.backend = resolve_encoding(encode, encoder.device.type, encoder.left_padded_causal)
+        self.precision, self.backend = resolve_encoding(encode, encoder.device.type)
         if encode.precision == "fp32" and self.backend == "torch" and encoder.weights_dtype != torch.float32:
             weights = str(encoder.weights_dtype).removeprefix("torch.")
             log.warning("encode.precision=fp32: the weights are %s (model.dtype), so torch computes in %s; "

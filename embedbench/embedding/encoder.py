@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from embedbench.embedding.heads import (
     SAVED_BIDIRECTIONAL,
-    causal_modules,
     make_bidirectional,
     set_include_prompt,
     set_padding_side,
@@ -75,11 +74,10 @@ def resolve_batch_size(batch_size, device: str) -> int:
     return int(batch_size)
 
 
-def resolve_encoding(encode, device: str, left_padded_causal: bool = False) -> tuple[str, str]:
-    """(precision, backend) that an ``encode`` config means on ``device`` (for a model that is
-    ``left_padded_causal`` or not: :func:`resolve_backend`)."""
+def resolve_encoding(encode, device: str) -> tuple[str, str]:
+    """(precision, backend) that an ``encode`` config means on ``device``."""
     precision = resolve_precision(encode.precision, device)
-    return precision, resolve_backend(str(encode.backend), precision, device, left_padded_causal)
+    return precision, resolve_backend(str(encode.backend), precision, device)
 
 
 def load_model(name_or_path: str, device: str, max_seq_length: int | None = None, trust_remote_code: bool = False,
@@ -291,11 +289,6 @@ class LayerEncoder:
         """The dtype the weights were loaded in (``model.dtype``), which torch computes in."""
         return next(self.model.parameters()).dtype
 
-    @property
-    def left_padded_causal(self) -> bool:
-        """Causal attention with padding on the left: the padding positions attend to nothing."""
-        return self.model.tokenizer.padding_side == "left" and bool(causal_modules(self.transformer.model))
-
     def pooled(self, features: dict, layers: list[int], through=None) -> dict[int, torch.Tensor]:
         """{layer: pooled (un-normalised) embedding} for tokenised ``features``, with gradients.
 
@@ -323,7 +316,7 @@ class LayerEncoder:
         as they are now, so a runtime made before a training step does not see that step. ``cache`` and
         ``weights_key`` (the weights' fingerprint): where OpenVINO keeps its converted model.
         """
-        backend = resolve_backend(backend, precision, self.device.type, self.left_padded_causal)
+        backend = resolve_backend(backend, precision, self.device.type)
         model = self.transformer.model
         if backend == "openvino":
             # two lengths, so the traced example batch is padded
@@ -450,8 +443,6 @@ class StaticEncoder(LayerEncoder):
     """A static embedding model: its whole output (the mean of a text's token vectors, then its heads) is its
     one layer, cut to any dim as a transformer's layers are. It runs in fp32 on torch whatever ``encode``
     asks: a lookup and a mean, with no transformer for a bf16 copy or OpenVINO to run."""
-
-    left_padded_causal = False
 
     @property
     def n_layers(self) -> int:

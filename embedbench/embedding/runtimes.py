@@ -41,26 +41,16 @@ def run_batches(runtime: Runtime, batches: Iterable[dict]) -> Iterator[tuple[dic
             yield features, runtime(features)
 
 
-def resolve_backend(backend: str, precision: str, device: str, left_padded_causal: bool = False) -> str:
-    """``auto`` is OpenVINO for bf16 and int8 on CPU and torch otherwise (fp32 on torch is the reference).
-
-    ``left_padded_causal``: a causal model padded on the left (last-token pooling decoders). Its padding
-    positions attend to nothing; OpenVINO's attention gives those rows NaN where torch's gives zeros, and
-    the next layer spreads the NaN to every token through the values, so such a model encodes with torch."""
-    if precision == "int8" and (device != "cpu" or backend == "torch" or left_padded_causal):
-        reason = (f"not on {device}" if device != "cpu" else "not with encode.backend=torch" if backend == "torch"
-                  else "which cannot encode this model (causal, padded on the left)")
+def resolve_backend(backend: str, precision: str, device: str) -> str:
+    """``auto`` is OpenVINO for bf16 and int8 on CPU and torch otherwise (fp32 on torch is the reference)."""
+    if precision == "int8" and (device != "cpu" or backend == "torch"):
+        reason = f"not on {device}" if device != "cpu" else "not with encode.backend=torch"
         raise EmbedbenchError(f"encode.precision=int8 runs on OpenVINO on the CPU, {reason}; use bf16")
     if backend == "auto":
-        return "openvino" if precision in ("bf16", "int8") and device == "cpu" and not left_padded_causal \
-            else "torch"
+        return "openvino" if precision in ("bf16", "int8") and device == "cpu" else "torch"
     if backend == "openvino" and device != "cpu":
         raise EmbedbenchError(f"encode.backend=openvino runs on the CPU only, not device={device}; "
                               "use encode.backend=torch there")
-    if backend == "openvino" and left_padded_causal:
-        raise EmbedbenchError("encode.backend=openvino: the model is causal and padded on the left, and OpenVINO's "
-                              "attention turns its padding rows to NaN; use encode.backend=torch (or auto), or "
-                              "model.padding_side=right")
     return backend
 
 

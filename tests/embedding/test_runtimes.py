@@ -110,15 +110,13 @@ def test_backend_choice():
     assert resolve_backend("auto", "bf16", "cpu") == "openvino"
     assert resolve_backend("auto", "fp32", "cpu") == "torch"  # the fp32 reference stays torch
     assert resolve_backend("auto", "bf16", "cuda") == "torch"
-    assert resolve_backend("auto", "bf16", "cpu", left_padded_causal=True) == "torch"
     with pytest.raises(EmbedbenchError, match="encode.backend=openvino runs on the CPU only"):
         resolve_backend("openvino", "bf16", "cuda")
     assert resolve_backend("auto", "int8", "cpu") == "openvino"
-    for backend, device, left_padded, reason in [("auto", "cuda", False, "not on cuda"),
-                                                 ("torch", "cpu", False, "not with encode.backend=torch"),
-                                                 ("auto", "cpu", True, "causal, padded on the left")]:
-        with pytest.raises(EmbedbenchError, match=f"encode.precision=int8 runs on OpenVINO on the CPU, .*{reason}"):
-            resolve_backend(backend, "int8", device, left_padded)
+    for backend, device, reason in [("auto", "cuda", "not on cuda"),
+                                    ("torch", "cpu", "not with encode.backend=torch")]:
+        with pytest.raises(EmbedbenchError, match=f"encode.precision=int8 runs on OpenVINO on the CPU, {reason}"):
+            resolve_backend(backend, "int8", device)
 
 
 def test_embedder_builds_one_runtime_for_all_its_text_sets(encoder, monkeypatch):

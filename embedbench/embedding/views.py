@@ -72,9 +72,9 @@ def build_views(spec, n_layers: int, hidden_size: int, unit_length: bool = True,
                 similarity: str = COSINE) -> ViewSet:
     """Views from a config block: ``pairs`` ([[layer, dim], ...]) or ``layers`` x ``dims``.
 
-    ``layers``/``dims`` may be null (last layer / full width) or ``all``
-    (every layer / the model's dims). The full view is always included so a
-    model's headline score is always there.
+    ``layers`` may be null (the last layer), ``all`` or a list; ``dims`` null (full width), ``ladder``
+    (:func:`ladder` of the hidden size) or a list. The full view is always included so a model's headline
+    score is always there.
     """
     pairs = spec.pairs
     if pairs:
@@ -85,7 +85,7 @@ def build_views(spec, n_layers: int, hidden_size: int, unit_length: bool = True,
             layers = [n_layers]
         elif layers == "all":
             layers = list(range(1, n_layers + 1))
-        dims = spec.dims or [hidden_size]
+        dims = ladder(hidden_size) if spec.dims == "ladder" else spec.dims or [hidden_size]
         candidates = list(itertools.product(layers, dims))
     _check(candidates, n_layers, hidden_size, "model.views")
     declared = list(dict.fromkeys(View(int(layer), int(dim)) for layer, dim in candidates))

@@ -21,6 +21,14 @@ def test_full_view_always_scored_but_only_declared_views_weighted():
     assert dict(views.weights) == {View(6, 64): 2.0, View(6, 32): 1.0}
 
 
+@pytest.mark.parametrize("layers, width, dims", [(6, 384, [384, 256, 128, 64, 32]),
+                                                (12, 768, [768, 512, 256, 128, 64, 32]), (3, 64, [64, 32])])
+def test_the_dim_ladder_follows_the_encoders_width_and_weights_every_rung(layers, width, dims):
+    views = build_views(ViewsConfig(dims="ladder"), layers, width)
+    assert [v.dim for v in views.views] == dims and views.views[0] == View(layers, width)
+    assert dict(views.weights) == {View(layers, dim): 1.0 for dim in dims}  # the full width is a term too
+
+
 def test_pairs_and_all_layers():
     assert len(build_views(ViewsConfig(layers="all", dims=[32, 384]), 6, 384).views) == 12
     pairs = build_views(ViewsConfig(pairs=[[1, 32], [6, 384]]), 6, 384)

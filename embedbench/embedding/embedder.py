@@ -17,6 +17,7 @@ from embedbench.embedding.long import merged, windows
 from embedbench.embedding.pool import EncoderPool, resolve_devices
 from embedbench.embedding.prompts import Prompted
 from embedbench.embedding.ranks import RankShards
+from embedbench.embedding.runtimes import UnconvertibleModel
 from embedbench.errors import EmbedbenchError
 from embedbench.phases import Phases
 
@@ -34,6 +35,7 @@ class Embedder:
         self.encoder, self.layers, self.cache, self.phases = encoder, list(layers), cache, phases
         self.shared_by_ranks = shared_by_ranks
         self.precision, self.backend = resolve_encoding(encode, encoder.device.type)
+        self.backend_chosen = str(encode.backend) == "auto"  # by embedbench, which may choose again
         if encode.precision == "fp32" and self.backend == "torch" and encoder.weights_dtype != torch.float32:
             weights = str(encoder.weights_dtype).removeprefix("torch.")
             log.warning("encode.precision=fp32: the weights are %s (model.dtype), so torch computes in %s; "
@@ -74,9 +76,18 @@ class Embedder:
         return self._encode_texts(texts, desc)
 
     def runtime(self):
-        """The encoder's runtime at this embedder's settings; an OpenVINO conversion is kept in the cache."""
-        return self.encoder.runtime(self.precision, self.backend, cache=self.cache,
-                                    weights_key=self.fingerprint if self.cache else "")
+        """The encoder's runtime at this embedder's settings; an OpenVINO conversion is kept in the cache. Where
+        the backend was left to ``auto`` and OpenVINO cannot convert the model, torch's bf16 copy, as warned."""
+        try:
+            return self.encoder.runtime(self.precision, self.backend, cache=self.cache,
+                                        weights_key=self.fingerprint if self.cache else "")
+        except UnconvertibleModel as exc:
+            if not (self.backend_chosen and self.precision == "bf16"):
+                raise
+            log.warning("encode.backend=auto: %s; encoding with torch's bf16 copy instead", exc.what)
+            self.backend = "torch"
+            self.__dict__.pop("fingerprint", None)  # embeddings are cached under what computed them
+            return self.encoder.runtime(self.precision, self.backend)
 
     def _encode_texts(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         if self.shared_by_ranks:

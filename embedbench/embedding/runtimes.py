@@ -54,6 +54,14 @@ def resolve_backend(backend: str, precision: str, device: str) -> str:
     return backend
 
 
+class UnconvertibleModel(EmbedbenchError):
+    """A model whose own code tracing cannot follow; ``what``: which model, and why."""
+
+    def __init__(self, what: str):
+        super().__init__(f"encode.backend=openvino: {what}; encode.backend=torch encodes it without OpenVINO")
+        self.what = what
+
+
 def torch_runtime(model: torch.nn.Module, input_names: set[str], dtype: torch.dtype | None = None) -> Runtime:
     """``model`` itself, or a copy of it in ``dtype`` (which leaves the model, and training, untouched)."""
     if dtype is not None and dtype != next(model.parameters()).dtype:
@@ -233,8 +241,7 @@ class OpenVinoRuntime:
             while cause.__cause__ is not None:  # OpenVINO wraps the tracer's error in its own advice
                 cause = cause.__cause__
             reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise EmbedbenchError(f"encode.backend=openvino: OpenVINO could not convert {type(model).__name__} "
-                                  f"({reason[:200]}); encode.backend=torch encodes it without OpenVINO") from exc
+            raise UnconvertibleModel(f"OpenVINO could not convert {type(model).__name__} ({reason[:200]})") from exc
         finally:
             hf_logging.set_verbosity(verbosity)
             root.setLevel(root_state[0])

@@ -232,21 +232,46 @@ def test_fp32_asked_of_half_weights_on_torch_is_warned_of(caplog):
     assert "the weights are bfloat16 (model.dtype), so torch computes in bfloat16" in caplog.text
 
 
-def test_a_model_openvino_cannot_convert_is_named_in_one_line(tiny_model_path):
+@pytest.fixture
+def unconvertible(tiny_model_path):
+    """The tiny BERT with a forward hook that stands for model code tracing cannot follow."""
     from embedbench.embedding.encoder import LayerEncoder, load_model
 
     encoder = LayerEncoder(load_model(str(tiny_model_path), "cpu"))
 
-    def untraceable(module, args, kwargs):  # stands for model code that tracing cannot follow
+    def untraceable(module, args, kwargs):
         if torch.jit.is_tracing():
             raise RuntimeError("data-dependent control flow\nsecond line")
     encoder.transformer.model.register_forward_pre_hook(untraceable, with_kwargs=True)
+    return encoder
+
+
+def test_a_model_openvino_cannot_convert_is_named_in_one_line(unconvertible):
+    encoder = unconvertible
     level = logging.getLogger().level
     with pytest.raises(EmbedbenchError, match=r"could not convert BertModel \(data-dependent control flow\); "
                                               r"encode.backend=torch"):
         encoder.runtime("bf16", "openvino")
     assert logging.getLogger().level == level  # the converter's ERROR level undone: later warnings still show
     assert encoder.encode(["still encodes"], [2], precision="bf16", backend="torch")[2].isfinite().all()
+
+
+def test_a_model_openvino_cannot_convert_encodes_with_torch_where_the_backend_was_left_to_auto(unconvertible, tmp_path,
+                                                                                                 caplog):
+    from embedbench.embedding.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path, 1 << 30)
+    with caplog.at_level(logging.WARNING):
+        auto = Embedder(unconvertible, [2], EncodeConfig(precision="bf16"), cache)
+        out = auto(TEXTS, "texts")[2]
+    assert "encode.backend=auto: OpenVINO could not convert BertModel (data-dependent control flow); encoding " \
+           "with torch's bf16 copy instead" in caplog.text
+    torch_bf16 = Embedder(unconvertible, [2], EncodeConfig(precision="bf16", backend="torch"), cache)
+    assert auto.backend == "torch" and auto.fingerprint == torch_bf16.fingerprint  # cached as what computed it
+    assert torch.equal(out, torch_bf16(TEXTS, "texts")[2]) and cache.hits == 1
+    for asked in (EncodeConfig(precision="bf16", backend="openvino"), EncodeConfig(precision="int8")):
+        with pytest.raises(EmbedbenchError, match="could not convert BertModel"):
+            Embedder(unconvertible, [2], asked)(TEXTS, "texts")
 
 
 def test_a_kept_conversion_is_read_back_instead_of_converting_and_gives_the_same_numbers(encoder, tmp_path,

@@ -10,17 +10,32 @@ from typing import Literal
 
 # mteb's names for the symmetric task types, under which a model's prompts for them are saved and read
 SYMMETRIC_TYPES = ("STS", "Classification", "Clustering", "PairClassification")
-# a side of a task: queries, documents, or the texts of a symmetric task, which a task names by its type
-Side = Literal["query", "document", "symmetric", "STS", "Classification", "Clustering", "PairClassification"]
+# mteb's names for the task types with queries and documents: a model's prompt for one side of such a type is
+# saved under "<type>-<side>", for both sides under the type's name
+ASYMMETRIC_TYPES = ("Retrieval", "Reranking")
+# a side of a task: queries, documents, or the texts of a symmetric task, which a task names by its type; a
+# retrieval or reranking task names its sides by mteb's "<type>-<side>"
+Side = Literal["query", "document", "symmetric", "STS", "Classification", "Clustering", "PairClassification",
+               "Retrieval-query", "Retrieval-document", "Reranking-query", "Reranking-document"]
 QUERY: Side = "query"
 DOCUMENT: Side = "document"
 SYMMETRIC: Side = "symmetric"  # both texts of a pair, or every text of a classification or clustering task
 STS, CLASSIFICATION, CLUSTERING, PAIR_CLASSIFICATION = SYMMETRIC_TYPES  # the same, for a task of that type
+RETRIEVAL_QUERY: Side = "Retrieval-query"
+RETRIEVAL_DOCUMENT: Side = "Retrieval-document"
+RERANKING_QUERY: Side = "Reranking-query"
+RERANKING_DOCUMENT: Side = "Reranking-document"
 # the names sentence-transformers models give the document side in config_sentence_transformers.json
 DOCUMENT_NAMES = ("document", "passage", "corpus", "doc")
 # the transformers config key that keeps a trained model's prompt template (sentence-transformers saves prompts,
 # not templates; transformers keeps a config's unknown keys)
 SAVED_TEMPLATE = "embedbench_prompt_template"
+
+
+def base_side(side: str) -> Side:
+    """query or document for any side that is one ("Reranking-document" too), else symmetric."""
+    own = side.rpartition("-")[2]
+    return own if own in (QUERY, DOCUMENT) else SYMMETRIC
 
 
 class Prompted(str):
@@ -47,15 +62,17 @@ class Prompts:
     template: str | None = None  # "...{instruction}...{text}": queries of tasks that give an instruction
     pooled: bool = True  # False: the model's pooling leaves the prompt's tokens out; texts are then Prompted
     # (task type, prompt): a symmetric task type's own prompt where the model ships one (nomic-embed's
-    # "classification: ", "clustering: "), in place of ``symmetric``
+    # "classification: ", "clustering: "), in place of ``symmetric``; and ("<type>-<side>", prompt): a retrieval or
+    # reranking side's own (EmbeddingGemma's "Reranking", which mteb gives reranking's documents too), in place of
+    # ``query`` or ``document``
     typed: tuple[tuple[str, str], ...] = ()
 
     def prefix(self, side: Side, instruction: str | None = None) -> str:
-        if side != DOCUMENT and instruction and self.template:
+        own = base_side(side)
+        if own != DOCUMENT and instruction and self.template:
             return self.template.format(instruction=instruction, text="")
-        if side in (QUERY, DOCUMENT):
-            return self.query if side == QUERY else self.document
-        return dict(self.typed).get(side, self.symmetric)
+        return dict(self.typed).get(side, self.query if own == QUERY else self.document if own == DOCUMENT
+                                    else self.symmetric)
 
     def params(self) -> dict[str, str]:
         """The prompts as MLflow params: what the model saw, also where the config said "the model's own"."""
@@ -73,9 +90,10 @@ class Prompts:
 
 def shipped_prompts(model) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
     """(query, document, symmetric, typed) prompts a sentence-transformers model ships: its default prompt
-    where a side has none; for symmetric tasks, its STS prompt, else the query prompt; and the prompts it ships
+    where a side has none; for symmetric tasks, its STS prompt, else the query prompt; the prompts it ships
     for a symmetric task type under mteb's name (or that name in lower case, as nomic-embed's) where they
-    differ from the symmetric one."""
+    differ from the symmetric one; and for each side of a retrieval or reranking task, the prompt mteb reads
+    for it ("<type>-<side>", else the type's) where it differs from that side's."""
     shipped = dict(getattr(model, "prompts", None) or {})
     default = shipped.get(getattr(model, "default_prompt_name", None) or "", "")
     # sentence-transformers fills "query" and "document" with "" when a model ships none under those names
@@ -83,7 +101,10 @@ def shipped_prompts(model) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
     query = shipped.get("query") or default
     symmetric = shipped.get(SYMMETRIC_TYPES[0], query)
     by_type = {kind: shipped.get(kind, shipped.get(kind.lower())) for kind in SYMMETRIC_TYPES}
+    by_side = {f"{kind}-{side}": (shipped.get(f"{kind}-{side}", shipped.get(kind)), own)
+               for kind in ASYMMETRIC_TYPES for side, own in ((QUERY, query), (DOCUMENT, document))}
     typed = tuple((kind, prompt) for kind, prompt in by_type.items() if prompt is not None and prompt != symmetric)
+    typed += tuple((key, prompt) for key, (prompt, own) in by_side.items() if prompt is not None and prompt != own)
     return query, document, symmetric, typed
 
 
@@ -107,8 +128,12 @@ def resolve_prompts(model, prompts, template: str | None) -> Prompts:
         template = getattr(_transformer_config(model), SAVED_TEMPLATE, None)
     if prompts.query is not None:
         query, symmetric = prompts.query, prompts.query if symmetric == query else symmetric
-    if prompts.symmetric is not None:  # one prompt for every symmetric task, the model's typed ones included
-        symmetric, typed = prompts.symmetric, ()
+    # a side set in the config is that side's in every task, the model's typed prompts for it included
+    given = {side for side in (QUERY, DOCUMENT) if getattr(prompts, side) is not None}
+    if prompts.symmetric is not None:
+        given.add(SYMMETRIC)
+        symmetric = prompts.symmetric
+    typed = tuple((kind, prompt) for kind, prompt in typed if base_side(kind) not in given)
     return Prompts(query, document if prompts.document is None else prompts.document, symmetric, template,
                    pools_prompt(model), typed)
 
@@ -119,6 +144,10 @@ def keep_prompts(model, prompts: Prompts) -> None:
     saved = {**model.prompts, "query": prompts.query, "document": prompts.document, **dict(prompts.typed)}
     if prompts.symmetric != prompts.query:
         saved.update({kind: prompts.symmetric for kind in SYMMETRIC_TYPES if kind not in dict(prompts.typed)})
+    for kind in ASYMMETRIC_TYPES:  # each side as scored, where the model's own names for the type would say otherwise
+        for side in (f"{kind}-{QUERY}", f"{kind}-{DOCUMENT}"):
+            if kind in saved or side in saved:
+                saved[side] = prompts.prefix(side)
     model.prompts = saved
     config = _transformer_config(model)
     if prompts.template and config is not None:

@@ -18,7 +18,7 @@ from scipy.stats import kendalltau, spearmanr
 from embedbench.atomic import atomic_dir, atomic_write
 from embedbench.config import RunConfig
 from embedbench.data.beir import BeirDataset, load_collection, write_beir
-from embedbench.embedding.prompts import DOCUMENT, QUERY
+from embedbench.embedding.prompts import RETRIEVAL_DOCUMENT, RETRIEVAL_QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.models import load_scored_model
 from embedbench.report import aligned
@@ -54,8 +54,8 @@ class Reduction:
 def rankings(model: ScoredModel, ds: BeirDataset, desc: str) -> dict[str, Ranking]:
     """Every variant the retriever searches with (a dense model: each view), as rankings of the full corpus."""
     qids, doc_ids = list(ds.queries), list(ds.corpus)
-    found = model.retriever(()).retrieve(model.prompt([ds.queries[q] for q in qids], QUERY),
-                                         model.prompt([ds.doc_text(d) for d in doc_ids], DOCUMENT),
+    found = model.retriever(()).retrieve(model.prompt([ds.queries[q] for q in qids], RETRIEVAL_QUERY),
+                                         model.prompt([ds.doc_text(d) for d in doc_ids], RETRIEVAL_DOCUMENT),
                                          min(DEPTH, len(doc_ids)), desc)
     return {variant: {qid: [doc_ids[j] for j in row if j >= 0] for qid, row in zip(qids, result.ids)}
             for variant, result in found.items()}
@@ -157,7 +157,7 @@ def run_reduce(systems_config: dict[str, RunConfig], references: Sequence[str], 
         found = rankings(model, ds, f"{label}: {len(ds.queries)} queries + {len(ds.corpus)} docs")
         systems.update({f"{label}{variant}": ranking for variant, ranking in found.items()})
         if lengths is None and model.views is not None:
-            texts = model.prompt([ds.doc_text(d) for d in ds.corpus], DOCUMENT)
+            texts = model.prompt([ds.doc_text(d) for d in ds.corpus], RETRIEVAL_DOCUMENT)
             lengths = dict(zip(ds.corpus, model.embedder.encoder.token_lengths(texts)))
     if lengths is None:
         raise EmbedbenchError("reduce: no encoder among the systems to count tokens with")

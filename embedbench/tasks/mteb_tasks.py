@@ -47,8 +47,8 @@ def view_encoder(embed, views: ViewSet, view: View, label: str):
             texts = [text for batch in inputs for text in batch["text"]]
             if prompt_type is None:  # a symmetric task: its type's own prompt where the model has one
                 side = task_metadata.type if task_metadata.type in SYMMETRIC_TYPES else SYMMETRIC
-            else:
-                side = DOCUMENT if prompt_type.value == DOCUMENT else QUERY
+            else:  # a retrieval or reranking side: its type's own prompt for it where the model has one
+                side = f"{task_metadata.type}-{DOCUMENT if prompt_type.value == DOCUMENT else QUERY}"
             pooled = embed(texts, side, f"{task_metadata.name}/{hf_split}: {len(texts)} texts")
             return views.features(pooled, view).numpy()
 

@@ -11,7 +11,7 @@ import torch
 
 from embedbench.config import RerankingTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
-from embedbench.embedding.prompts import DOCUMENT, QUERY
+from embedbench.embedding.prompts import RERANKING_DOCUMENT, RERANKING_QUERY
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 from embedbench.tasks.retrieval import checked_metrics, metrics_by_view, write_view_run
 
@@ -41,8 +41,8 @@ class RerankingTask(TaskBase):
         qids = list(self.dataset.queries)
         doc_ids = list(dict.fromkeys(d for qid in qids for d in self.candidates[qid]))
         row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-        texts = (model.prompt([self.dataset.queries[q] for q in qids], QUERY, self.instruction)
-                 + model.prompt([self.dataset.doc_text(d) for d in doc_ids], DOCUMENT))
+        texts = (model.prompt([self.dataset.queries[q] for q in qids], RERANKING_QUERY, self.instruction)
+                 + model.prompt([self.dataset.doc_text(d) for d in doc_ids], RERANKING_DOCUMENT))
         pooled = model.embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} candidate docs")
         out: dict[str, float] = {}
         for view in model.views.views:

@@ -11,7 +11,7 @@ import pytrec_eval
 
 from embedbench.config import IndexConfig
 from embedbench.data.beir import BeirDataset, subsample, write_trec_run
-from embedbench.embedding.prompts import DOCUMENT, QUERY
+from embedbench.embedding.prompts import RETRIEVAL_DOCUMENT, RETRIEVAL_QUERY
 from embedbench.errors import EmbedbenchError
 from embedbench.retrieval.base import SearchResult
 from embedbench.retrieval.dense import COMPAT, REFERENCE
@@ -90,8 +90,8 @@ class RetrievalTask(TaskBase):
         qids, doc_ids = list(self.dataset.queries), list(self.dataset.corpus)
         k = max(parse_metric(m)[1] for m in self.metrics) + int(self.ignore_identical_ids)
         found = model.retriever(self.indexes).retrieve(
-            model.prompt([self.dataset.queries[q] for q in qids], QUERY, self.instruction),
-            model.prompt([self.dataset.doc_text(d) for d in doc_ids], DOCUMENT), k,
+            model.prompt([self.dataset.queries[q] for q in qids], RETRIEVAL_QUERY, self.instruction),
+            model.prompt([self.dataset.doc_text(d) for d in doc_ids], RETRIEVAL_DOCUMENT), k,
             f"{self.name}: {len(qids)} queries + {len(doc_ids)} docs")
         out: dict[str, float] = {}
         for suffix, result in found.items():

@@ -12,6 +12,10 @@ from embedbench.embedding.encoder import LayerEncoder, load_model
 from embedbench.embedding.prompts import (
     DOCUMENT,
     QUERY,
+    RERANKING_DOCUMENT,
+    RERANKING_QUERY,
+    RETRIEVAL_DOCUMENT,
+    RETRIEVAL_QUERY,
     SYMMETRIC,
     Prompts,
     keep_prompts,
@@ -21,10 +25,15 @@ from embedbench.embedding.prompts import (
 )
 from embedbench.errors import EmbedbenchError
 from embedbench.models import EncoderModel
+from embedbench.tasks.reranking import RerankingTask
 from embedbench.tasks.retrieval import RetrievalTask
 from tests.helpers import SCIFACT, needs_data, scored
 
 E5 = Prompts("query: ", "passage: ", "query: ", "Instruct: {instruction}\nQuery: {text}")
+# EmbeddingGemma's prompts for retrieval and reranking: mteb gives reranking's documents the "Reranking" prompt
+GEMMA = {"query": "task: search result | query: ", "document": "title: none | text: ",
+         "Retrieval-query": "task: search result | query: ", "Retrieval-document": "title: none | text: ",
+         "Reranking": "task: search result | query: "}
 
 
 def test_each_side_gets_its_prompt_and_an_instruction_goes_through_the_template():
@@ -112,6 +121,42 @@ def test_a_symmetric_task_type_takes_the_prompt_the_model_ships_for_it(tiny_mode
     assert (saved.prompts["Classification"], saved.prompts["Clustering"], saved.prompts["query"]) == (
         "classification: ", "clustering: ", "search_query: ")
     assert overridden.prompts["Classification"] == ""
+
+
+def test_a_retrieval_or_reranking_side_takes_the_prompt_mteb_reads_for_it(tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    sides = (QUERY, DOCUMENT, RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, RERANKING_QUERY, RERANKING_DOCUMENT)
+    search, text = GEMMA["query"], GEMMA["document"]
+    model = SentenceTransformer(modules=list(tiny_model), prompts=GEMMA, device="cpu")
+    prompts = resolve_prompts(model, PromptsConfig(), None)
+    assert [prompts.prefix(side) for side in sides] == [search, text, search, text, search, search]
+    assert prompts.params()["prompts.Reranking-document"] == search
+    # a side set in the config is that side's in every task; saved, the model reads back what was scored
+    override = resolve_prompts(model, PromptsConfig(document="passage: "), None)
+    assert [override.prefix(side) for side in sides] == [search, "passage: ", search, "passage: ", search,
+                                                          "passage: "]
+    keep_prompts(model, override)
+    assert model.prompts["Reranking-document"] == "passage: " and model.prompts["Reranking"] == search
+    assert resolve_prompts(model, PromptsConfig(), None) == override
+
+
+@needs_data
+def test_reranking_with_a_reranking_prompt_equals_mteb(encoder):
+    import random
+
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    rng, docs = random.Random(3), sorted(ds.corpus)
+    candidates = {qid: list(judged) + rng.sample([d for d in docs if d not in judged], 12)
+                  for qid, judged in ds.qrels.items()}
+    prompted = load_model("default", "cpu")
+    prompted.prompts = dict(GEMMA)
+    reference = mteb_reference.scores(prompted, mteb_reference.retrieval_task(ds, candidates))
+    plain = scored(encoder)
+    model = EncoderModel(plain.embedder, plain.views, resolve_prompts(prompted, PromptsConfig(), None))
+    ours = RerankingTask("rerank", ds, candidates, ["map_at_1000", "mrr_at_10"]).evaluate(model)
+    assert ours["rerank/map_at_1000"] == pytest.approx(reference["map_at_1000"], abs=5e-5)
+    assert ours["rerank/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)
 
 
 @needs_data

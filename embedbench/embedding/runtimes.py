@@ -139,13 +139,34 @@ def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], o
     return digest.hexdigest()
 
 
+INT8_MODE = "INT8_ASYM"  # NNCF's weight compression: a scale and zero point per output channel
+
+
 def int8_weights(converted):
-    """``converted`` with the weights of its matmuls and embeddings in int8, a scale and zero point per output
-    channel (NNCF's weight compression), which OpenVINO's CPU plugin multiplies with int8 activations."""
+    """``converted`` with the weights of its matmuls and embeddings in int8 (NNCF's :data:`INT8_MODE`), which
+    OpenVINO's CPU plugin multiplies with int8 activations."""
     import nncf
 
     logging.getLogger("nncf").setLevel(logging.WARNING)  # not its table of the bit widths given to each layer
-    return nncf.compress_weights(converted, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    return nncf.compress_weights(converted, mode=nncf.CompressWeightsMode[INT8_MODE])
+
+
+def int8_key(key: str) -> str:
+    """Where the int8 model quantised from the conversion kept under ``key`` is kept."""
+    from importlib.metadata import version
+
+    return hashlib.sha256(f"{key}|{INT8_MODE}|nncf {version('nncf')}".encode()).hexdigest()
+
+
+def _kept(cache, key: str | None, make: Callable):
+    """The model kept in ``cache`` under ``key``, else ``make()``, then kept there (nothing kept without a key)."""
+    blob = cache.get_blob(key) if key else None
+    if blob is not None:
+        return _deserialised(blob)
+    made = make()
+    if key:
+        cache.put_blob(key, _serialised(made))
+    return made
 
 
 def _serialised(converted) -> bytes:
@@ -182,8 +203,9 @@ class OpenVinoRuntime:
     ``profile``: keep OpenVINO's per-node timings of the last call in ``request.profiling_info``.
     ``streams=False``: one stream, every core on each batch (what scripts/bench_encode.py compares with).
     ``cache``: an :class:`~embedbench.embedding.cache.EmbeddingCache` that keeps the converted model (under
-    :func:`conversion_key` of ``weights_key`` and ``options``), so the next run with the same weights skips
-    converting; the graph read back is the one converted, so the numbers are the same.
+    :func:`conversion_key` of ``weights_key`` and ``options``), and for int8 the quantised model beside it
+    (:func:`int8_key`), so the next run with the same weights skips converting and quantising; the graph read
+    back is the one kept, so the numbers are the same.
     """
 
     def __init__(self, model: torch.nn.Module, input_names: set[str], example: dict, precision: str,
@@ -192,16 +214,12 @@ class OpenVinoRuntime:
         self.names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
                       if name in input_names and name in example]
         key = conversion_key(weights_key, model, self.names, options or {}) if cache is not None else None
-        blob = cache.get_blob(key) if key else None
-        if blob is None:
-            converted = self._convert(model, example)
-            if key:
-                cache.put_blob(key, _serialised(converted))
+        conversion = functools.partial(_kept, cache, key, functools.partial(self._convert, model, example))
+        if precision == "int8":  # kept beside the conversion, which serves every precision: quantising takes long
+            graph = _kept(cache, key and int8_key(key), lambda: int8_weights(conversion()))
         else:
-            converted = _deserialised(blob)
-        if precision == "int8":  # after keeping the conversion: the one conversion serves every precision
-            converted = int8_weights(converted)
-        self.compiled = openvino_core().compile_model(converted, "CPU", {
+            graph = conversion()
+        self.compiled = openvino_core().compile_model(graph, "CPU", {
             "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",  # int8: its other ops in bf16
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY",

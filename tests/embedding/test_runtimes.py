@@ -295,20 +295,27 @@ def test_a_kept_conversion_is_read_back_instead_of_converting_and_gives_the_same
     assert len(conversions) == 3 and len(list(tmp_path.rglob("*.ov"))) == 2
 
 
-def test_int8_quantises_the_conversion_kept_by_a_bf16_run(encoder, tmp_path, monkeypatch):
+def test_int8_quantises_the_conversion_kept_by_a_bf16_run_and_keeps_what_it_quantised(encoder, tmp_path,
+                                                                                       monkeypatch):
+    from embedbench.embedding import runtimes
     from embedbench.embedding.cache import EmbeddingCache
     from embedbench.embedding.runtimes import OpenVinoRuntime
 
-    conversions = []
-    convert = OpenVinoRuntime._convert
+    conversions, quantisations = [], []
+    convert, quantise = OpenVinoRuntime._convert, runtimes.int8_weights
     monkeypatch.setattr(OpenVinoRuntime, "_convert", lambda self, *a: conversions.append(1) or convert(self, *a))
+    monkeypatch.setattr(runtimes, "int8_weights", lambda graph: quantisations.append(1) or quantise(graph))
     cache = EmbeddingCache(tmp_path, 1 << 30)
     encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
+    quantised = encoder.runtime("int8", "openvino", cache=cache, weights_key="w")
+    assert (len(conversions), len(quantisations)) == (1, 1)  # the kept conversion quantised
+    assert len(list(tmp_path.rglob("*.ov"))) == 2  # the conversion and the quantised model beside it
     kept = encoder.runtime("int8", "openvino", cache=cache, weights_key="w")
-    assert len(conversions) == 1 and len(list(tmp_path.rglob("*.ov"))) == 1  # the kept one, not a second
-    converted = encoder.runtime("int8", "openvino")
-    out, expected = (encoder.encode(TEXTS, [6], batch_size=3, runtime=runtime)[6] for runtime in (kept, converted))
-    assert torch.equal(out, expected)
+    assert (len(conversions), len(quantisations)) == (1, 1)  # read back, neither converted nor quantised
+    fresh = encoder.runtime("int8", "openvino")
+    out, read_back, expected = (encoder.encode(TEXTS, [6], batch_size=3, runtime=runtime)[6]
+                                for runtime in (quantised, kept, fresh))
+    assert torch.equal(out, expected) and torch.equal(read_back, expected)
 
 
 def test_a_damaged_conversion_is_reported_and_converted_again(encoder, tmp_path, caplog):

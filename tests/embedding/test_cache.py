@@ -102,3 +102,27 @@ def test_kept_blobs_share_the_size_bound_and_one_over_half_of_it_is_not_kept(tmp
     for i in range(6):
         cache.put(f"n{i}", TEXTS, {6: torch.randn(2, 8)})
     assert cache.get_blob("converted") is None
+
+
+def test_a_long_list_is_kept_piece_by_piece_so_a_stopped_encoding_resumes_where_it_stopped(tiny_model, tmp_path,
+                                                                                         monkeypatch):
+    from embedbench.config import EncodeConfig
+    from embedbench.embedding import embedder
+    from embedbench.embedding.encoder import LayerEncoder
+
+    monkeypatch.setattr(embedder, "CACHED_PIECE", 4)
+    encoder = LayerEncoder(tiny_model)
+    texts = [f"text number {i} " * (1 + i % 5) for i in range(10)]  # pieces of 4, 4 and 2
+
+    def embed():
+        return embedder.Embedder(encoder, [1, 2], EncodeConfig(), EmbeddingCache(tmp_path, 1 << 30))
+
+    stopped = embed()
+    stopped(texts[:8], "texts")  # as far as an eval stopped after its second piece got
+    resumed = embed()
+    pooled = resumed(texts, "texts")
+    assert (resumed.cache.hits, resumed.cache.misses) == (2, 1)  # only the last piece encoded
+    whole = embedder.Embedder(encoder, [1, 2], EncodeConfig())(texts, "texts")  # no cache: one list, no pieces
+    for layer in (1, 2):
+        assert pooled[layer].shape == (10, 32)
+        torch.testing.assert_close(pooled[layer], whole[layer], atol=1e-5, rtol=1e-4)

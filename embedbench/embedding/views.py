@@ -54,6 +54,11 @@ class ViewSet:
     def full(self) -> View:
         return View(self.n_layers, self.hidden_size)
 
+    @property
+    def trains_full(self) -> bool:
+        """Whether the objective has a term for the full view (every view cut from a model trained so)."""
+        return dict(self.weights).get(self.full, 0) > 0
+
     def name(self, view: View, variant: str = "") -> str:
         """Metric-name suffix: '' for the full view, '/d64' on the last layer, '/l3_d64' elsewhere;
         a variant (an index, a precision) is appended: '/binary', '/d64_binary'."""

@@ -280,6 +280,10 @@ def run_train(cfg: TrainRunConfig, out_dir: Path, run_name: str, sweep_dir: str 
                             "still computes in bf16) or adapters (model.lora.r)",
                             str(weights).removeprefix("torch."), cfg.trainer.lr)
             views = encoder.views(cfg.model.views)
+            if cfg.model.views.pairs and not views.trains_full:  # a diagonal written for another encoder's shape
+                log.warning("model.views.pairs: no pair is this encoder's full view (layer %d, dim %d), which is then "
+                            "scored but not trained; a Starbucks diagonal ends there (for 12 layers x 768: [[2,32],"
+                            "[4,64],[6,128],[8,256],[10,512],[12,768]])", views.n_layers, views.hidden_size)
             if cfg.model.lora.r:
                 add_lora(encoder.model, cfg.model.lora)
             dropout = cfg.trainer.attention_dropout

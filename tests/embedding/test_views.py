@@ -29,6 +29,14 @@ def test_the_dim_ladder_follows_the_encoders_width_and_weights_every_rung(layers
     assert dict(views.weights) == {View(layers, dim): 1.0 for dim in dims}  # the full width is a term too
 
 
+def test_a_diagonal_written_for_another_encoder_does_not_train_the_full_view():
+    minilm = [[1, 32], [2, 64], [3, 128], [4, 192], [5, 256], [6, 384]]  # model=starbucks
+    assert build_views(ViewsConfig(pairs=minilm), 6, 384).trains_full
+    assert not build_views(ViewsConfig(pairs=minilm), 12, 768).trains_full
+    assert not build_views(ViewsConfig(dims=[384, 64], weights=[0, 1]), 6, 384).trains_full
+    assert build_views(ViewsConfig(dims="ladder"), 12, 768).trains_full
+
+
 def test_pairs_and_all_layers():
     assert len(build_views(ViewsConfig(layers="all", dims=[32, 384]), 6, 384).views) == 12
     pairs = build_views(ViewsConfig(pairs=[[1, 32], [6, 384]]), 6, 384)

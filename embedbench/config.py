@@ -104,7 +104,8 @@ Bm25Method = Choice("Bm25Method", [(m, m) for m in ("robertson", "lucene", "atir
 class ViewsConfig:
     layers: Any = None  # null: the last layer; `all`: every layer; or a list of 1-based layers
     # null: full width; `ladder`: the full width, then each power of two below it down to 32 (any encoder's
-    # Matryoshka dims: 384, 256, 128, 64, 32 on MiniLM; 768, 512, ..., 32 on a BERT-base); or leading-coordinate cuts
+    # Matryoshka dims: 384, 256, 128, 64, 32 on MiniLM; 768, 512, ..., 32 on a BERT-base); or leading-coordinate
+    # cuts, `full` for the full width
     dims: Any = None
     pairs: List[List[int]] | None = None  # a fixed list of [layer, dim] (Starbucks), instead of layers x dims
     weights: List[float] | None = None  # one per declared view in the objective; null: all 1
@@ -113,8 +114,8 @@ class ViewsConfig:
         if not (self.layers is None or self.layers == "all" or isinstance(self.layers, list)):
             raise EmbedbenchError(f"model.views.layers={self.layers}: expected null, all or a list of layers")
         if not (self.dims is None or self.dims == "ladder"
-                or isinstance(self.dims, list) and all(type(dim) is int for dim in self.dims)):
-            raise EmbedbenchError(f"model.views.dims={self.dims}: expected null, ladder or a list of dims")
+                or isinstance(self.dims, list) and all(type(dim) is int or dim == "full" for dim in self.dims)):
+            raise EmbedbenchError(f"model.views.dims={self.dims}: expected null, ladder or a list of dims (or full)")
 
 
 @dataclass

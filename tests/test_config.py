@@ -45,7 +45,7 @@ def test_every_experiment_pins_its_recipe(experiment):
     assert cfg.model.name == model
     recipe = {"retrieval": ("scifact", "infonce", {"beir"}), "sts": ("stsb", "cosent", {"stsb"})}[task]
     assert (cfg.data.name, cfg.loss.name, set(cfg.eval.tasks)) == recipe
-    assert list(cfg.eval.grid["dims"]) == [384, 256, 192, 128, 64, 32]
+    assert list(cfg.eval.grid["dims"]) == ["full", 256, 192, 128, 64, 32]
 
 
 def test_the_smae_experiment_pretrains_the_starbucks_diagonal_on_unlabeled_text():
@@ -136,6 +136,7 @@ BAD = {  # overrides: the one line they must give
     "views layers": (["model.views.layers=last"], "model.views.layers=last: expected null, all or a list"),
     "views dims": (["model.views.dims=half"], "model.views.dims=half: expected null, ladder or a list of dims"),
     "views dim": (["model.views.dims=[64,half]"], "model.views.dims=[64, 'half']: expected null, ladder or a list"),
+    "full as a number": (["model.views.dims=[64,384.0]"], "model.views.dims=[64, 384.0]: expected null, ladder"),
     "task type": (["eval.tasks.stsb.type=stss"], "eval.tasks.stsb.type=stss: choose one of classification,"),
     "task without its file": (["+eval.tasks.x.type=sts"], "eval.tasks.x.path: missing (no default; set it)"),
     "clustering without data": (["+eval.tasks.c.type=clustering"], "eval.tasks.c: give path (a labelled table)"),

@@ -77,9 +77,8 @@ def build_views(spec, n_layers: int, hidden_size: int, unit_length: bool = True,
                 similarity: str = COSINE) -> ViewSet:
     """Views from a config block: ``pairs`` ([[layer, dim], ...]) or ``layers`` x ``dims``.
 
-    ``layers`` may be null (the last layer), ``all`` or a list; ``dims`` null (full width), ``ladder``
-    (:func:`ladder` of the hidden size) or a list. The full view is always included so a model's headline
-    score is always there.
+    ``layers`` may be null (the last layer), ``all`` or a list; ``dims`` null (full width) or as
+    :func:`resolve_dims` reads it. The full view is always included so a model's headline score is always there.
     """
     pairs = spec.pairs
     if pairs:
@@ -90,7 +89,7 @@ def build_views(spec, n_layers: int, hidden_size: int, unit_length: bool = True,
             layers = [n_layers]
         elif layers == "all":
             layers = list(range(1, n_layers + 1))
-        dims = ladder(hidden_size) if spec.dims == "ladder" else spec.dims or [hidden_size]
+        dims = resolve_dims(spec.dims, hidden_size) if spec.dims else [hidden_size]
         candidates = list(itertools.product(layers, dims))
     _check(candidates, n_layers, hidden_size, "model.views")
     declared = list(dict.fromkeys(View(int(layer), int(dim)) for layer, dim in candidates))
@@ -110,6 +109,12 @@ def _check(pairs, n_layers: int, hidden_size: int, key: str) -> None:
             raise EmbedbenchError(f"{key}: layer {layer} is outside the encoder's 1..{n_layers} layers")
         if not 1 <= int(dim) <= hidden_size:
             raise EmbedbenchError(f"{key}: dim {dim} is outside 1..{hidden_size} (the encoder's hidden size)")
+
+
+def resolve_dims(dims, hidden_size: int) -> list[int]:
+    """``ladder`` (:func:`ladder` of the hidden size), or a list of dims whose ``full`` entries are the hidden
+    size: a recipe's dims for any encoder's width."""
+    return ladder(hidden_size) if dims == "ladder" else [hidden_size if dim == "full" else int(dim) for dim in dims]
 
 
 def ladder(hidden_size: int, smallest: int = 32) -> list[int]:
@@ -136,7 +141,8 @@ def with_grid(views: ViewSet, grid) -> ViewSet:
     if grid == "full":
         layers, dims = all_layers, default_dims
     else:
-        layers, dims = grid.get("layers") or all_layers, grid.get("dims") or default_dims
+        layers = grid.get("layers") or all_layers
+        dims = resolve_dims(grid["dims"], views.hidden_size) if grid.get("dims") else default_dims
     extra = list(itertools.product(layers, dims))
     _check(extra, views.n_layers, views.hidden_size, "eval.grid")
     merged = set(views.views) | {View(int(layer), int(dim)) for layer, dim in extra}

@@ -29,6 +29,15 @@ def test_the_dim_ladder_follows_the_encoders_width_and_weights_every_rung(layers
     assert dict(views.weights) == {View(layers, dim): 1.0 for dim in dims}  # the full width is a term too
 
 
+def test_full_in_a_dim_list_is_the_encoders_width_in_views_and_grids():
+    separate = ViewsConfig(layers=[3], dims=["full", 256, 192, 64], weights=[1, 0, 0, 0])  # model=separate's shape
+    for width in (384, 768):
+        views = build_views(separate, 12, width)
+        assert dict(views.weights)[View(3, width)] == 1 and {v.dim for v in views.views} == {width, 256, 192, 64}
+    grid = with_grid(build_views(ViewsConfig(), 12, 768), {"layers": [2], "dims": ["full", 32]})
+    assert {View(2, 768), View(2, 32)} <= set(grid.views)
+
+
 def test_a_diagonal_written_for_another_encoder_does_not_train_the_full_view():
     minilm = [[1, 32], [2, 64], [3, 128], [4, 192], [5, 256], [6, 384]]  # model=starbucks
     assert build_views(ViewsConfig(pairs=minilm), 6, 384).trains_full

@@ -100,6 +100,12 @@ Bm25Method = Choice("Bm25Method", [(m, m) for m in ("robertson", "lucene", "atir
 
 
 # ---------------------------------------------------------------------------------------------------- model
+def dims_given(dims) -> bool:
+    """Whether ``dims`` is a setting of dims: null, ``ladder``, or a list of numbers and ``full``."""
+    return dims is None or dims == "ladder" or isinstance(dims, list) and all(
+        type(dim) is int or dim == "full" for dim in dims)
+
+
 @dataclass
 class ViewsConfig:
     layers: Any = None  # null: the last layer; `all`: every layer; or a list of 1-based layers
@@ -113,8 +119,7 @@ class ViewsConfig:
     def __post_init__(self) -> None:
         if not (self.layers is None or self.layers == "all" or isinstance(self.layers, list)):
             raise EmbedbenchError(f"model.views.layers={self.layers}: expected null, all or a list of layers")
-        if not (self.dims is None or self.dims == "ladder"
-                or isinstance(self.dims, list) and all(type(dim) is int or dim == "full" for dim in self.dims)):
+        if not dims_given(self.dims):
             raise EmbedbenchError(f"model.views.dims={self.dims}: expected null, ladder or a list of dims (or full)")
 
 
@@ -520,6 +525,8 @@ class EvalConfig:
         grid = self.grid
         if not (grid is None or grid == "full" or (isinstance(grid, dict) and set(grid) <= {"layers", "dims"})):
             raise EmbedbenchError(f"eval.grid={grid}: expected full, or {{layers: [...], dims: [...]}}")
+        if isinstance(grid, dict) and not dims_given(grid.get("dims")):
+            raise EmbedbenchError(f"eval.grid.dims={grid['dims']}: expected null, ladder or a list of dims (or full)")
 
 
 @dataclass

@@ -126,6 +126,7 @@ BAD = {  # overrides: the one line they must give
     "unknown loss key": (["+loss.scale=3"], "loss.scale: unknown key (loss takes compat, gather_across_devices"),
     "device": (["device=gpu"], "device=gpu: expected auto, cpu, mps, cuda or cuda:N"),
     "grid": (["eval.grid=diagonal"], "eval.grid=diagonal: expected full, or {layers: [...], dims: [...]}"),
+    "grid dims": (["eval.grid={dims:[64,half]}"], "eval.grid.dims=[64, 'half']: expected null, ladder or a list"),
     "index key": (["index=funnel", "+index.funnel_d64.nprobe=4"], "index.funnel_d64.nprobe: unknown key"),
     "funnel without shortlist": (["index=funnel", "index.funnel_d64.shortlist=0"],
                                  "index.funnel_d64: a funnel needs shortlist > 0"),

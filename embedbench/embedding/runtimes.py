@@ -20,6 +20,7 @@ import logging
 import struct
 import tempfile
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -52,6 +53,11 @@ def resolve_backend(backend: str, precision: str, device: str) -> str:
         raise EmbedbenchError(f"encode.backend=openvino runs on the CPU only, not device={device}; "
                               "use encode.backend=torch there")
     return backend
+
+
+# the models whose tracing failed, with why: a job's later runtimes of one (its eval after training, its mining)
+# fail at once rather than trace it again
+_UNCONVERTIBLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class UnconvertibleModel(EmbedbenchError):
@@ -237,6 +243,9 @@ class OpenVinoRuntime:
 
         from embedbench.embedding.attention import NO_EMPTY_ROWS, mask_without_empty_rows, sdpa_replaced
 
+        if model in _UNCONVERTIBLE:
+            raise UnconvertibleModel(_UNCONVERTIBLE[model])
+        original = model
         if next(model.parameters()).dtype == torch.bfloat16:
             # the converter misreads bf16 weights (MiniLM's first layer came out at cosine 0.73 to torch's);
             # an fp32 copy holds the same values exactly, and the compiled model still runs bf16 where asked
@@ -259,7 +268,8 @@ class OpenVinoRuntime:
             while cause.__cause__ is not None:  # OpenVINO wraps the tracer's error in its own advice
                 cause = cause.__cause__
             reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise UnconvertibleModel(f"OpenVINO could not convert {type(model).__name__} ({reason[:200]})") from exc
+            _UNCONVERTIBLE[original] = f"OpenVINO could not convert {type(model).__name__} ({reason[:200]})"
+            raise UnconvertibleModel(_UNCONVERTIBLE[original]) from exc
         finally:
             hf_logging.set_verbosity(verbosity)
             root.setLevel(root_state[0])

@@ -241,7 +241,9 @@ def unconvertible(tiny_model_path):
 
     def untraceable(module, args, kwargs):
         if torch.jit.is_tracing():
+            encoder.traced += 1
             raise RuntimeError("data-dependent control flow\nsecond line")
+    encoder.traced = 0
     encoder.transformer.model.register_forward_pre_hook(untraceable, with_kwargs=True)
     return encoder
 
@@ -270,8 +272,9 @@ def test_a_model_openvino_cannot_convert_encodes_with_torch_where_the_backend_wa
     assert auto.backend == "torch" and auto.fingerprint == torch_bf16.fingerprint  # cached as what computed it
     assert torch.equal(out, torch_bf16(TEXTS, "texts")[2]) and cache.hits == 1
     for asked in (EncodeConfig(precision="bf16", backend="openvino"), EncodeConfig(precision="int8")):
-        with pytest.raises(EmbedbenchError, match="could not convert BertModel"):
+        with pytest.raises(EmbedbenchError, match="could not convert BertModel \\(data-dependent control flow\\)"):
             Embedder(unconvertible, [2], asked)(TEXTS, "texts")
+    assert unconvertible.traced == 1  # traced once: the later runtimes of the same model knew it would fail
 
 
 def test_a_kept_conversion_is_read_back_instead_of_converting_and_gives_the_same_numbers(encoder, tmp_path,

@@ -1,5 +1,6 @@
 """BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv; or the corpus and queries as tab-separated
-corpus.tsv and queries.tsv, as MS MARCO ships its collection and queries.
+corpus.tsv and queries.tsv, as MS MARCO ships its collection and queries; any of them may be gzip-compressed
+(``corpus.jsonl.gz``), as large collections are often shared.
 
 Where a folder comes from: ``data.root`` if set, else ``$EMBEDBENCH_DATA/beir/<name>``, else the cache, where
 the archive at ``data.url`` (the official BEIR zip) is downloaded, checked against its md5 and unpacked.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
-from embedbench.data.files import jsonl_records
+from embedbench.data.files import data_suffix, jsonl_records, text_file
 from embedbench.data.tables import Layout, table_rows
 from embedbench.errors import EmbedbenchError, at
 
@@ -87,7 +88,7 @@ def tsv_records(path: Path) -> Iterable[tuple[int, dict[str, str]]]:
     field unquoted where it is in CSV quoting."""
     if not path.is_file():
         raise at(path, None, "file not found")
-    with open(path, encoding="utf-8-sig") as fh:
+    with text_file(path) as fh:
         lineno, first = next(((n, line) for n, line in enumerate(fh, 1) if line.strip()), (1, ""))
     row = first.rstrip("\r\n").split("\t")
     header = [name.strip().lower() for name in row]
@@ -114,10 +115,17 @@ def _unquoted(field: str) -> str:
 
 
 def collection_file(root: Path, stem: str) -> Path:
-    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``; the jsonl file where neither is there, so the
-    error names the file BEIR's layout expects."""
-    jsonl, tsv = root / f"{stem}.jsonl", root / f"{stem}.tsv"
-    return tsv if tsv.is_file() and not jsonl.is_file() else jsonl
+    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``, each plain or gzip-compressed; the jsonl file where
+    none is there, so the error names the file BEIR's layout expects."""
+    return next((path for path in (root / f"{stem}{ext}" for ext in (".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz"))
+                 if path.is_file()), root / f"{stem}.jsonl")
+
+
+def qrels_file(root: Path, split: str) -> Path:
+    """``root``'s ``qrels/<split>.tsv``, else its gzip-compressed ``qrels/<split>.tsv.gz``."""
+    plain = root / "qrels" / f"{split}.tsv"
+    packed = plain.with_name(f"{split}.tsv.gz")
+    return packed if packed.is_file() and not plain.is_file() else plain
 
 
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
@@ -138,7 +146,7 @@ def records_by_id(path: Path, what: str, read) -> dict:
     """{_id: read(line number, record)} over a jsonl or tsv file; an id met again replaces the earlier record, as
     BEIR's reader takes it, with a warning."""
     found, repeated = {}, []
-    records = tsv_records(path) if path.suffix == ".tsv" else jsonl_records(path, ("_id", "text"))
+    records = tsv_records(path) if data_suffix(path) == ".tsv" else jsonl_records(path, ("_id", "text"))
     for lineno, rec in records:
         key = str(rec["_id"])
         if key in found:
@@ -182,7 +190,7 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
     if not path.is_file():
         raise at(path, None, "file not found (is the split name right?)")
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with text_file(path, newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
                 continue
@@ -256,7 +264,7 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     if not path.is_file():
         raise at(path, None, "file not found")
     candidates: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with text_file(path, newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if not row or (lineno == 1 and row[0].strip() == "query-id"):
                 continue
@@ -289,7 +297,7 @@ def load_collection(collection, split: str, key: str = "data", root: Path | None
 def load_beir(name: str, root: Path, split: str) -> BeirDataset:
     corpus = load_corpus(collection_file(root, "corpus"))
     queries = load_queries(collection_file(root, "queries"))
-    qrels = load_qrels(root / "qrels" / f"{split}.tsv", queries, corpus)
+    qrels = load_qrels(qrels_file(root, split), queries, corpus)
     queries = {qid: queries[qid] for qid in qrels}
     return BeirDataset(name, corpus, queries, qrels)
 

@@ -1,11 +1,15 @@
-"""Locating data files (the working folder, $EMBEDBENCH_DATA, the download cache), and reading JSON-lines
-records."""
+"""Locating data files (the working folder, $EMBEDBENCH_DATA, the download cache), opening them as text
+(gzip-compressed or not), and reading JSON-lines records."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from embedbench.data.download import cache_dir, fetch
 from embedbench.errors import EmbedbenchError, at
@@ -38,12 +42,47 @@ def data_file(path: str, key: str, source=None) -> Path:
                           "EMBEDBENCH_DATA=<data folder>")
 
 
+def data_suffix(path: Path) -> str:
+    """The extension that says a file's format, under a ``.gz`` (``corpus.jsonl.gz``: ``.jsonl``)."""
+    return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+
+
+def _opener(path: Path):
+    return gzip.open if path.suffix.lower() == ".gz" else open
+
+
+@contextmanager
+def text_file(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """``path`` opened as UTF-8 text, read through gzip where it ends in ``.gz`` (large collections ship
+    compressed), a byte-order mark dropped (Windows editors write one). Bytes that are not UTF-8, or a damaged
+    archive, stop with one line naming the file (and the line) rather than a decoder's traceback."""
+    try:
+        with _opener(path)(path, "rt", encoding="utf-8-sig", newline=newline) as fh:
+            yield fh
+    except UnicodeDecodeError as exc:
+        raise at(path, _first_undecodable_line(path), f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
+                 "save it as UTF-8") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated download ends in EOFError
+        raise at(path, None, f"not a whole gzip file ({exc})") from None
+
+
+def _first_undecodable_line(path: Path) -> int | None:
+    # the decoder reads ahead by blocks, so the line is found again on the error path only
+    with _opener(path)(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return None
+
+
 def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-blank line, each checked to be an object with ``required``."""
     path = Path(path)
     if not path.is_file():
         raise at(path, None, "file not found")
-    with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark (Windows editors write one) is dropped
+    with text_file(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -62,5 +101,6 @@ def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, 
 def text_lines(path: Path) -> list[str]:
     """The file's lines, split at line breaks only: ``str.splitlines`` would also split a text at the Unicode
     separators (U+2028, U+0085...) that scraped text carries, and shift every line after it."""
-    content = Path(path).read_text(encoding="utf-8-sig")  # universal newlines: CRLF and CR end a line too
+    with text_file(Path(path)) as fh:  # universal newlines: CRLF and CR end a line too
+        content = fh.read()
     return content.removesuffix("\n").split("\n") if content else []

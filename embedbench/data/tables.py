@@ -1,7 +1,8 @@
 """Texts, labels and scores from table files, with the columns a task reads mapped by name or position.
 
 A file is csv (quoted fields), tsv (tab-separated, no quoting: sentences carry quote characters) or jsonl;
-its format comes from the extension (``.txt`` is tab-separated) unless the task says. Columns given by name
+its format comes from the extension (``.txt`` is tab-separated; ``.gz`` after it is read through gzip)
+unless the task says. Columns given by name
 mean the first line is the header; columns given by position (0-based) mean there is none, unless the
 task says otherwise. Whatever does not fit (a short row, a score that is no number, a text column that
 holds numbers or a handful of labels, a label column that holds free text) stops with one line naming the
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedbench.data.files import jsonl_records, text_lines
+from embedbench.data.files import data_suffix, jsonl_records, text_file, text_lines
 from embedbench.errors import at
 
 Column = str | int  # a header name, or a 0-based position
@@ -51,10 +52,11 @@ class ScoredPairs:
 def file_format(path: Path, layout: Layout) -> str:
     if layout.format:
         return layout.format
-    if path.suffix.lower() not in FORMATS:
-        raise at(path, None, f"cannot tell the format from the extension {path.suffix!r}: set format "
+    suffix = data_suffix(path)
+    if suffix not in FORMATS:
+        raise at(path, None, f"cannot tell the format from the extension {suffix!r}: set format "
                              f"({', '.join(sorted(set(FORMATS.values())))})")
-    return FORMATS[path.suffix.lower()]
+    return FORMATS[suffix]
 
 
 def read_columns(path, columns: dict[str, Column],
@@ -85,7 +87,7 @@ def table_rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterat
     if not path.is_file():
         raise at(path, None, "file not found")
     header = layout.header if layout.header is not None else any(isinstance(c, str) for c in columns.values())
-    with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: MRPC starts with a BOM
+    with text_file(path, newline="") as fh:
         reader = (csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if kind == "tsv" else csv.reader(fh))
         start, index = 1, None
         for row in reader:

@@ -1,4 +1,5 @@
 """The BEIR reader: real files, and the ways real files go wrong."""
+import gzip
 import json
 import re
 
@@ -180,6 +181,43 @@ def test_ms_marco_tsv_corpus_and_queries_read_as_the_beir_folder_they_equal(tmp_
         "9": {"title": "H", "text": '"Hi," he said "bye"'}}
     (named / "corpus.jsonl").write_text(json.dumps({"_id": "7", "text": "from the jsonl"}) + "\n")
     assert load_beir("x", named, "dev").doc_text("7") == "from the jsonl"  # BEIR's own file comes first
+
+
+def _gzipped(path):
+    """``path`` replaced by its gzip-compressed ``<name>.gz``."""
+    packed = path.with_name(f"{path.name}.gz")
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return packed
+
+
+def test_gzip_compressed_files_read_as_the_plain_folder_they_equal(tmp_path):
+    plain = load_beir("x", _msmarco_folder(tmp_path / "plain", 'id\ttitle\ttext\n7\tCats\tThe "cat" studies.\n'
+                                           '8\t\tDogs.\n'), "dev")
+    tsv = _msmarco_folder(tmp_path / "tsv", 'id\ttitle\ttext\n7\tCats\tThe "cat" studies.\n8\t\tDogs.\n')
+    jsonl = beir_folder(tmp_path / "jsonl", plain.corpus, plain.queries, plain.qrels, split="dev")
+    for path in (tsv / "corpus.tsv", tsv / "queries.tsv", tsv / "qrels" / "dev.tsv", jsonl / "corpus.jsonl",
+                 jsonl / "queries.jsonl"):
+        _gzipped(path)
+    for folder in (tsv, jsonl):
+        ds = load_beir("x", folder, "dev")
+        assert (ds.corpus, ds.queries, ds.qrels) == (plain.corpus, plain.queries, plain.qrels)
+    packed = jsonl / "corpus.jsonl.gz"
+    packed.write_bytes(packed.read_bytes()[:-12])  # a download cut short
+    with pytest.raises(EmbedbenchError, match=r"^\S+corpus\.jsonl\.gz: not a whole gzip file \(Compressed file ended"):
+        load_beir("x", jsonl, "dev")
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tiny, name):
+    path = tiny / name
+    lines = path.read_text().splitlines(keepends=True)
+    filler = (lines[-1] * 1000).encode()  # past the decoder's first block, which it reads ahead of the lines
+    path.write_bytes("".join(lines).encode() + filler + "café\n".encode("latin-1") + filler)  # a Windows-1252 export
+    line = len(lines) + 1001
+    message = rf"^\S+{re.escape(name)}:{line}: not UTF-8 text \(byte 0xe9\); save it as UTF-8$"
+    with pytest.raises(EmbedbenchError, match=message):
+        load_beir("tiny", tiny, "test")
 
 
 @pytest.mark.parametrize("corpus, message", [

@@ -1,5 +1,7 @@
 """Table readers with column mapping: real files, each format, header or positions, and every way a file can
 fail to fit its mapping (one line naming file, line and column, never a score)."""
+import gzip
+
 import pytest
 
 from embedbench.data.tables import (
@@ -92,6 +94,19 @@ def test_scores_outside_the_range_and_formats_by_extension(tmp_path):
         read_scored_pairs(quoted, "s1", "s2", "score")
     with pytest.raises(EmbedbenchError, match=r"column 's1' is a name, but the file is read without a header"):
         read_scored_pairs(quoted, "s1", 1, 2, Layout(header=False))
+
+
+def test_gzip_compressed_tables_read_as_the_plain_files(tmp_path):
+    rows = 's1,s2,score\n"a, quoted",b,4\nc,d,3\n'
+    (tmp_path / "pairs.csv.gz").write_bytes(gzip.compress(rows.encode()))
+    (tmp_path / "texts.txt.gz").write_bytes(gzip.compress(b"one\ntwo\n"))
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    assert read_scored_pairs(tmp_path / "pairs.csv.gz", "s1", "s2", "score").sentences1 == ["a, quoted", "c"]
+    assert read_line_aligned(tmp_path / "texts.txt.gz", tmp_path / "labels.txt").texts == ["one", "two"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("s1,s2,score\na,b,4\ncaf\xe9,d,3\n".encode("latin-1"))
+    with pytest.raises(EmbedbenchError, match=r"latin\.csv:3: not UTF-8 text \(byte 0xe9\); save it as UTF-8$"):
+        read_scored_pairs(latin, "s1", "s2", "score")
 
 
 def test_labels_and_texts_swapped_are_refused(tmp_path):

@@ -139,14 +139,15 @@ class EmbeddingCache:
         return self.root / key[:2] / f"{key}.ov"
 
     def get_blob(self, key: str) -> bytes | None:
-        """The bytes stored under ``key`` (a converted model), or None when absent or damaged (reported)."""
+        """The bytes stored under ``key`` (a converted or quantised model), or None when absent or damaged
+        (reported)."""
         path = self._blob_path(key)
         try:
             body = _checked_body(path)
         except FileNotFoundError:
             return None
         except ValueError as exc:
-            log.warning("embedding cache: %s is damaged (%s); converting again", path, exc)
+            log.warning("embedding cache: %s is damaged (%s); the model is made again", path, exc)
             return None
         os.utime(path)
         return body

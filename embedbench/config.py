@@ -318,7 +318,9 @@ class TrainingSetConfig(CollectionConfig):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # needs negatives=mined
     sampler: Sampler | None = None  # null: shuffled, no duplicate texts in a batch
     tas_balanced: TasBalancedConfig = field(default_factory=TasBalancedConfig)
-    train: str | None = None  # pairs / scored_pairs / graded_lists / groups: the training file
+    # pairs / scored_pairs / graded_lists / groups / labelled / classes: the training file; or, with `hub` set
+    # instead, the `train_split` of that Hugging Face dataset's config `hub_config`, its columns by name
+    train: str | None = None
     # pairs: the file's anchor, positive and any negative columns, in that order; scored_pairs: its two text
     # columns and the score (null: the STS Benchmark layout). Header names, or 0-based positions
     columns: List[Column] | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from embedbench.data.download import cache_dir, fetch
+from embedbench.data.hub_tables import HubTable
 from embedbench.errors import EmbedbenchError, at
 
 
@@ -96,6 +97,11 @@ def jsonl_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, 
             if missing:
                 raise at(path, lineno, f"missing field {missing[0]!r}")
             yield lineno, record
+
+
+def named_records(source: Path | HubTable, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    """(line or row number, object) for each record of a jsonl file or a Hugging Face dataset's split."""
+    return source.records(required) if isinstance(source, HubTable) else jsonl_records(source, required)
 
 
 def text_lines(path: Path) -> list[str]:

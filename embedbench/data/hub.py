@@ -6,9 +6,8 @@ publishes its tasks, one config per task (``hub_config``) whose splits are corpu
 (``<folder>/corpus``, ...) is read the same way, offline."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from embedbench.data.beir import BeirDataset, judgements, text_field
+from embedbench.data.hub_tables import HubDataset
 from embedbench.errors import EmbedbenchError
 
 QRELS_CONFIGS = ("qrels", "default")
@@ -16,12 +15,12 @@ QRELS_CONFIGS = ("qrels", "default")
 
 def load_hub(name: str, source: str, revision: str | None, split: str, key: str,
              config: str | None = None) -> BeirDataset:
-    tables = _Tables(source, revision, key)
+    tables = HubDataset(source, revision, key)
     if config:
         corpus_rows, query_rows, judged = (tables.split(config, part) for part in ("corpus", "queries", "qrels"))
     else:
         corpus_rows, query_rows = tables.only_split("corpus"), tables.only_split("queries")
-        judged = tables.split(tables.qrels_config(), split)
+        judged = tables.split(_qrels_config(tables), split)
     corpus = {str(_field(row, "_id", "doc_id")): {"title": row.get("title") or "", "text": row["text"] or ""}
               for row in corpus_rows}
     # a Hub table's text column holds strings or nulls; a null query has nothing to ask
@@ -42,45 +41,8 @@ def _field(row: dict, *names: str):
     raise EmbedbenchError(f"a hub dataset's row has neither {' nor '.join(names)} (columns: {', '.join(row)})")
 
 
-class _Tables:
-    """The configs of one dataset, from a local folder or the Hub."""
-
-    def __init__(self, source: str, revision: str | None, key: str):
-        self.source, self.revision, self.key = source, revision, key
-        self.local = Path(source).expanduser().is_dir()
-
-    def configs(self) -> list[str]:
-        if self.local:
-            return sorted(p.name for p in Path(self.source).expanduser().iterdir() if p.is_dir())
-        from datasets import get_dataset_config_names
-
-        return get_dataset_config_names(self.source, revision=self.revision)
-
-    def load(self, config: str):
-        from datasets import load_dataset, load_from_disk
-
-        try:
-            if self.local:
-                return load_from_disk(str(Path(self.source).expanduser() / config))
-            return load_dataset(self.source, config, revision=self.revision)
-        except (FileNotFoundError, ValueError, ConnectionError) as exc:
-            raise EmbedbenchError(f"{self.key}={self.source}: cannot load config {config!r} ({exc})") from None
-
-    def only_split(self, config: str):
-        table = self.load(config)
-        return next(iter(table.values())) if hasattr(table, "values") else table
-
-    def split(self, config: str, split: str):
-        table = self.load(config)
-        if not hasattr(table, "keys"):
-            return table
-        if split not in table:
-            raise EmbedbenchError(f"{self.key}={self.source}: config {config!r} has no split {split!r} "
-                                  f"(splits: {', '.join(table)})")
-        return table[split]
-
-    def qrels_config(self) -> str:
-        found = [c for c in QRELS_CONFIGS if c in self.configs()]
-        if not found:
-            raise EmbedbenchError(f"{self.key}={self.source}: no judgements config ({' or '.join(QRELS_CONFIGS)})")
-        return found[0]
+def _qrels_config(tables: HubDataset) -> str:
+    found = [c for c in QRELS_CONFIGS if c in tables.configs()]
+    if not found:
+        raise EmbedbenchError(f"{tables.key}={tables.source}: no judgements config ({' or '.join(QRELS_CONFIGS)})")
+    return found[0]

@@ -20,7 +20,8 @@ from datasets import Dataset, concatenate_datasets
 
 from embedbench.config import DataConfig, EncodeConfig
 from embedbench.data.beir import BeirDataset, load_collection, text_field, title_and_text
-from embedbench.data.files import data_file, jsonl_records
+from embedbench.data.files import data_file, named_records
+from embedbench.data.hub_tables import HubTable
 from embedbench.data.tables import check_text, read_columns, read_labelled, read_scored_pairs, read_sts_benchmark
 from embedbench.embedding.cache import EmbeddingCache
 from embedbench.errors import EmbedbenchError, at
@@ -92,9 +93,16 @@ def text_pairs(data_cfg, max_examples: int | None) -> Dataset:
     return Dataset.from_dict({role: values[role][:n] for role in roles})
 
 
-def training_file(data_cfg) -> Path:
+def training_file(data_cfg) -> Path | HubTable:
+    """``data.train``, or the ``data.train_split`` of the Hugging Face dataset ``data.hub`` (its config
+    ``data.hub_config``), read as a table of named columns."""
+    if data_cfg.train and data_cfg.hub:
+        raise EmbedbenchError(f"data.train={data_cfg.train}, data.hub={data_cfg.hub}: give one source of examples")
+    if data_cfg.hub:
+        return HubTable(data_cfg.hub, data_cfg.hub_config, data_cfg.train_split, data_cfg.revision)
     if not data_cfg.train:
-        raise EmbedbenchError(f"data.train: format={data_cfg.format} reads its examples from a file; give its path")
+        raise EmbedbenchError(f"data.train: format={data_cfg.format} reads its examples from a file (or data.hub "
+                              "from a Hugging Face dataset); give its path")
     return data_file(data_cfg.train, "data.train")
 
 
@@ -152,7 +160,7 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
     path = training_file(data_cfg)
     size = data_cfg.list_size
     anchors, columns, labels = [], [[] for _ in range(size)], []
-    for lineno, record in jsonl_records(path, ("query", "docs", "grades")):
+    for lineno, record in named_records(path, ("query", "docs", "grades")):
         docs, grades = record["docs"], record["grades"]
         if not isinstance(docs, list) or not isinstance(grades, list):
             raise at(path, lineno, "docs and grades are lists, one grade per doc")
@@ -188,7 +196,7 @@ def query_groups(data_cfg, max_examples: int | None, seed: int) -> Dataset:
                               "at least 1")
     rng, k = random.Random(seed), data_cfg.list_size - 1
     anchors, positives, negatives = [], [], [[] for _ in range(k)]
-    for lineno, record in jsonl_records(path, ("query",)):
+    for lineno, record in named_records(path, ("query",)):
         pos, neg = group_texts(path, lineno, record)
         if not pos:
             raise at(path, lineno, "no positive")
@@ -207,7 +215,7 @@ def query_groups(data_cfg, max_examples: int | None, seed: int) -> Dataset:
                               **{f"negative_{i + 1}": column for i, column in enumerate(negatives)}})
 
 
-def group_texts(path: Path, lineno: int, record: dict) -> tuple[list[str], list[str]]:
+def group_texts(path: Path | HubTable, lineno: int, record: dict) -> tuple[list[str], list[str]]:
     """(positives, negatives) of a FlagEmbedding or a Tevatron line; a Tevatron passage is its title and
     text joined as a BEIR document's."""
     if "pos" in record:

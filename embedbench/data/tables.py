@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedbench.data.files import data_suffix, jsonl_records, text_file, text_lines
+from embedbench.data.files import data_suffix, named_records, text_file, text_lines
+from embedbench.data.hub_tables import HubTable
 from embedbench.errors import at
 
 Column = str | int  # a header name, or a 0-based position
@@ -59,10 +60,10 @@ def file_format(path: Path, layout: Layout) -> str:
     return FORMATS[suffix]
 
 
-def read_columns(path, columns: dict[str, Column],
+def read_columns(path: Path | str | HubTable, columns: dict[str, Column],
                  layout: Layout = Layout()) -> tuple[dict[str, list[str]], list[int]]:
     """Each role's column as strings (``{"text": [...], "label": [...]}``) and each row's line number."""
-    path = Path(path)
+    path = path if isinstance(path, HubTable) else Path(path)
     values: dict[str, list[str]] = {role: [] for role in columns}
     lines = []
     for lineno, row in table_rows(path, columns, layout):
@@ -76,12 +77,12 @@ def read_columns(path, columns: dict[str, Column],
 
 def table_rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, {role: field}) for every non-blank row, each checked to hold the columns asked for."""
-    kind = file_format(path, layout)
+    kind = "jsonl" if isinstance(path, HubTable) else file_format(path, layout)
     if kind == "jsonl":
         positional = [c for c in columns.values() if isinstance(c, int)]
         if positional:
-            raise at(path, None, f"column {positional[0]}: a jsonl file's columns are named, not numbered")
-        for lineno, record in jsonl_records(path, tuple(columns.values())):
+            raise at(path, None, f"column {positional[0]}: columns are named here, not numbered")
+        for lineno, record in named_records(path, tuple(columns.values())):
             yield lineno, {role: _text(path, lineno, name, record[name]) for role, name in columns.items()}
         return
     if not path.is_file():

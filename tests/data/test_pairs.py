@@ -1,5 +1,6 @@
 """Training sets: pair and triplet tables, scored pairs, graded lists and their errors."""
 import json
+import re
 
 import pytest
 
@@ -87,3 +88,40 @@ def test_flagembedding_and_tevatron_groups_give_a_query_a_positive_and_drawn_neg
         flag.write_text(json.dumps(record) + "\n")
         with pytest.raises(EmbedbenchError, match=rf"bge.jsonl:1: {message}"):
             query_groups(DataConfig(**config, train=str(flag)), None, seed=1)
+
+
+def test_a_hugging_face_dataset_trains_as_the_file_it_equals(tmp_path):
+    """sentence-transformers' triplet sets and Tevatron's groups as ``save_to_disk`` keeps them (the Hub's
+    load_dataset gives the same tables online)."""
+    from datasets import Dataset, DatasetDict
+
+    from embedbench.data.pairs import query_groups
+
+    triplets = {"anchor": ["where is the cat", "is it sunny"], "positive": ["the cat sleeps", "sun"],
+                "negative": ["a cat, sleeping", "rain"]}
+    table = tmp_path / "triplets.csv"
+    table.write_text("anchor,positive,negative\n" + "".join(
+        f'"{a}","{p}","{n}"\n' for a, p, n in zip(*triplets.values())))
+    DatasetDict({"train": Dataset.from_dict(triplets)}).save_to_disk(tmp_path / "all-nli" / "triplet")
+    hub = {"name": "t", "format": "pairs", "hub": str(tmp_path / "all-nli"), "hub_config": "triplet"}
+    columns = ["anchor", "positive", "negative"]
+    from_file = text_pairs(DataConfig(name="t", format="pairs", train=str(table), columns=columns), None)
+    assert text_pairs(DataConfig(**hub, columns=columns), None).to_dict() == from_file.to_dict()
+
+    groups = [{"query_id": "1", "query": "what is a cell", "positive_passages": [{"title": "", "text": "Cells."}],
+               "negative_passages": [{"title": "S", "text": "Stocks fell."}, {"title": "", "text": "Rain."}]}]
+    (tmp_path / "groups.jsonl").write_text("".join(json.dumps(g) + "\n" for g in groups))
+    Dataset.from_list(groups).save_to_disk(tmp_path / "tevatron")  # one table, no config or split
+    config = {"name": "g", "format": "groups", "list_size": 2}
+    assert query_groups(DataConfig(**config, hub=str(tmp_path / "tevatron")), None, seed=1).to_dict() == \
+        query_groups(DataConfig(**config, train=str(tmp_path / "groups.jsonl")), None, seed=1).to_dict()
+
+    where = re.escape(f"data.hub={tmp_path / 'all-nli'}[triplet/train]")
+    with pytest.raises(EmbedbenchError, match=rf"^{where}: no column 'neg' \(columns: anchor, positive, negative\)$"):
+        text_pairs(DataConfig(**hub, columns=["anchor", "positive", "neg"]), None)
+    with pytest.raises(EmbedbenchError, match=r"config 'triplet' has no split 'dev' \(splits: train\)"):
+        text_pairs(DataConfig(**hub, columns=columns, train_split="dev"), None)
+    with pytest.raises(EmbedbenchError, match=rf"^{where}: column 0: columns are named here, not numbered$"):
+        text_pairs(DataConfig(**hub, columns=[0, 1]), None)
+    with pytest.raises(EmbedbenchError, match=r"data.train=.*, data.hub=.*: give one source of examples"):
+        text_pairs(DataConfig(**hub, columns=columns, train=str(table)), None)

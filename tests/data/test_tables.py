@@ -145,7 +145,7 @@ def test_jsonl_labelled_table_and_its_errors(tmp_path):
     path = tmp_path / "clusters.jsonl"
     path.write_text('{"text": "how to sort a list", "label": 3}\n\n{"text": "pandas merge", "label": 7}\n')
     assert read_labelled(path) == LabelledTexts(["how to sort a list", "pandas merge"], ["3", "7"])
-    with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl: column 0: a jsonl file's columns are named"):
+    with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl: column 0: columns are named here"):
         read_labelled(path, 0, "label")
     path.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
     with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: missing field 'label'"):

@@ -13,7 +13,7 @@ import shutil
 import pandas as pd
 
 from embedbench.errors import EmbedbenchError
-from embedbench.report import COSTS
+from embedbench.retrieval.base import COSTS
 from embedbench.tracking import ROLE_TAG
 
 MAIN_TAG, SCOPE_TAG, TASKS_TAG = "tags.embedbench.main", "tags.embedbench.scope", "tags.embedbench.tasks"

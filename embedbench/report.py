@@ -11,13 +11,12 @@ from embedbench.atomic import atomic_write
 from embedbench.embedding.views import ViewSet
 from embedbench.phases import Phases, format_seconds
 from embedbench.plots import diagonal_curve, dim_curve, grid_heatmap, index_pareto, length_curve
+from embedbench.retrieval.base import COSTS
 from embedbench.tasks.base import Task
 from embedbench.tasks.long_synthetic import LengthSweep
 
 log = logging.getLogger("embedbench")
 RUNS = "runs"  # the run folder's TREC run files (eval.save_runs)
-# what a retrieval view logs beside its quality: costs, sizes and agreement with exact search
-COSTS = ("eval_s", "index_build_s", "search_qps", "bytes_per_vec", "flops_per_query", "recall_vs_exact_at_10")
 
 
 def main_scores(tasks: Sequence[Task]) -> dict[str, str]:

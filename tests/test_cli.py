@@ -146,8 +146,8 @@ def test_nonfinite_loss_can_skip_the_batch(tmp_path, scifact_slice, tiny_model_p
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "trainer.epochs=one"],
-                                  ["eval", "eval=beir", "+eval.tasks.beir.rooot=/tmp"]])
-def test_help_and_config_errors_never_import_torch(args, tmp_path):
+                                  ["eval", "eval=beir", "+eval.tasks.beir.rooot=/tmp"], ["compare"]])
+def test_help_config_errors_and_compare_never_import_torch(args, tmp_path):
     probe = ("import sys; from embedbench import cli; sys.argv = ['embedbench', *sys.argv[1:]]\n"
              "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules)")

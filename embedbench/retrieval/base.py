@@ -6,6 +6,10 @@ from typing import Protocol
 
 import numpy as np
 
+# what a task logs beside its quality: its time, and each retrieval view's costs, sizes and agreement with
+# exact search (the fields of a SearchResult)
+COSTS = ("eval_s", "index_build_s", "search_qps", "bytes_per_vec", "flops_per_query", "recall_vs_exact_at_10")
+
 
 @dataclass
 class SearchResult:

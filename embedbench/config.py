@@ -383,7 +383,11 @@ class RetrievalTaskConfig(TaskConfig):
 @dataclass
 class RerankingTaskConfig(TaskConfig):
     type: str = "reranking"
-    candidates: str = MISSING  # query-id <tab> corpus-id per line; relative to the BEIR folder, or absolute
+    # with a BEIR folder (root, else data=): query-id <tab> corpus-id per line; relative to the folder, or absolute
+    candidates: str | None = None
+    # instead of a folder and candidates: mteb's reranking samples, {"query", "positive": [text, ...],
+    # "negative": [...]} per jsonl line, as its reranking sets (SciDocsRR, AskUbuntuDupQuestions...) are published
+    path: str | None = None
     metrics: List[str] = field(default_factory=lambda: ["map_at_1000", "mrr_at_10"])
     root: str | None = None
     split: str | None = None

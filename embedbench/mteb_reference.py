@@ -42,6 +42,21 @@ def retrieval_task(ds: BeirDataset, top_ranked: dict[str, list[str]] | None = No
     return local_task(AbsTaskRetrieval, "Reranking", "map_at_1000", load)
 
 
+def reranking_samples_task(samples: list[dict]):
+    """mteb reranking over samples in its published format (``query``, ``positive`` and ``negative`` texts),
+    converted by mteb's own conversion of that format."""
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.text import reranking
+
+    def load(self, **kwargs):
+        self.transform_old_dataset_format(DatasetDict({"test": Dataset.from_list(samples)}))
+
+    task = local_task(reranking.AbsTaskReranking, "Reranking", "map_at_1000", load)
+    if task.metadata.name not in reranking.OLD_FORMAT_RERANKING_TASKS:  # mteb converts the tasks listed there
+        reranking.OLD_FORMAT_RERANKING_TASKS.append(task.metadata.name)
+    return task
+
+
 def sts_task(pairs: ScoredPairs):
     from datasets import Dataset
     from mteb.abstasks.sts import AbsTaskSTS

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
-from embedbench.data.files import data_suffix, jsonl_records, text_file
+from embedbench.data.files import data_suffix, jsonl_records, named_records, text_file
 from embedbench.data.tables import Layout, table_rows
 from embedbench.errors import EmbedbenchError, at
 
@@ -280,6 +280,34 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     if missing:
         raise at(path, None, f"{len(missing)} judged queries have no candidates, e.g. {missing[0]!r}")
     return candidates
+
+
+def load_reranking_samples(name: str, path, split: str) -> tuple[BeirDataset, dict[str, list[str]]]:
+    """mteb's reranking samples (``{"query", "positive": [text, ...], "negative": [...]}`` per record) as a
+    collection and each query's candidates, under the ids mteb's conversion gives them (so ties order as
+    in mteb); a sample with no positive or no negative is left out, as mteb leaves it out."""
+    corpus, queries, qrels, candidates, skipped = {}, {}, {}, {}, 0
+    for lineno, record in named_records(path, ("query", "positive", "negative")):
+        groups = record["positive"], record["negative"]
+        if not all(isinstance(texts, list) and all(isinstance(t, str) for t in texts) for texts in groups):
+            raise at(path, lineno, "positive and negative are lists of strings")
+        if not all(groups):
+            skipped += 1
+            continue
+        qid = f"{split}_query{len(queries)}"
+        queries[qid] = text_field(path, lineno, record, "query", empty=False)
+        for prefix, grade, texts in (("apositive", 1, groups[0]), ("negative", 0, groups[1])):
+            for i, text in enumerate(texts):
+                doc_id = f"{prefix}_{qid}_{i:05d}"
+                corpus[doc_id] = {"title": "", "text": text}
+                qrels.setdefault(qid, {})[doc_id] = grade
+        candidates[qid] = list(qrels[qid])
+    if not queries:
+        raise at(path, None, "no sample has both a positive and a negative")
+    if skipped:
+        log.warning("%s: %d sample(s) with no positive or no negative are left out, as mteb leaves them out", path,
+                    skipped)
+    return BeirDataset(name, corpus, queries, qrels), candidates
 
 
 def load_collection(collection, split: str, key: str = "data", root: Path | None = None) -> BeirDataset:

@@ -61,6 +61,12 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     if isinstance(spec, LongSyntheticTaskConfig):
         return long_synthetic_task(spec, data, limits)
     if isinstance(spec, RerankingTaskConfig):
+        if (spec.path is None) == (spec.candidates is None):
+            raise EmbedbenchError(f"{where}: give candidates (a BEIR folder's candidate lists) or path (mteb's "
+                                  "reranking samples), one of them")
+        if spec.path:
+            return RerankingTask.from_samples(spec, data_file(spec.path, f"{where}.path"), spec.split or "test",
+                                              limits)
         source, key = collection_of(spec, data, where)
         root = resolve_root(source.name, source.root, source.url, source.md5, f"{key}.root")
         return RerankingTask.load(spec, root, spec.split or source.eval_split, limits)

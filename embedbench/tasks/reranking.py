@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from embedbench.config import RerankingTaskConfig
-from embedbench.data.beir import BeirDataset, load_beir, load_candidates, subsample
+from embedbench.data.beir import BeirDataset, load_beir, load_candidates, load_reranking_samples, subsample
 from embedbench.embedding.prompts import RERANKING_DOCUMENT, RERANKING_QUERY
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 from embedbench.tasks.retrieval import checked_metrics, metrics_by_view, write_view_run
@@ -29,21 +29,35 @@ class RerankingTask(TaskBase):
 
     @classmethod
     def load(cls, spec: RerankingTaskConfig, root: Path, split: str, limits: Limits = Limits()) -> RerankingTask:
+        """Over the BEIR folder ``root`` and the candidates file (relative to it, or absolute)."""
         full = load_beir(spec.name, root, split)
         dataset = subsample(full, limits.max_queries, None, limits.seed)
-        path = root / spec.candidates  # relative to the BEIR folder, or absolute
-        task = cls(spec.name, dataset, load_candidates(path, dataset), checked_metrics(spec.metrics),
-                   instruction=spec.instruction)
+        return cls.over(spec, full, dataset, load_candidates(root / spec.candidates, dataset))
+
+    @classmethod
+    def from_samples(cls, spec: RerankingTaskConfig, path: Path, split: str,
+                     limits: Limits = Limits()) -> RerankingTask:
+        """Over mteb's reranking samples in ``path``."""
+        full, candidates = load_reranking_samples(spec.name, path, split)
+        dataset = subsample(full, limits.max_queries, None, limits.seed)
+        return cls.over(spec, full, dataset, {qid: candidates[qid] for qid in dataset.queries})
+
+    @classmethod
+    def over(cls, spec: RerankingTaskConfig, full: BeirDataset, dataset: BeirDataset,
+             candidates: dict[str, list[str]]) -> RerankingTask:
+        task = cls(spec.name, dataset, candidates, checked_metrics(spec.metrics), instruction=spec.instruction)
         task.sliced = slice_note({"queries": (len(dataset.queries), len(full.queries))})
         return task
 
     def evaluate(self, model: ScoredModel) -> dict[str, float]:
         qids = list(self.dataset.queries)
-        doc_ids = list(dict.fromkeys(d for qid in qids for d in self.candidates[qid]))
-        row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+        # a text that is the candidate of several queries (under ids of its own in mteb's samples) is encoded once
+        doc_text = {d: self.dataset.doc_text(d) for qid in qids for d in self.candidates[qid]}
+        distinct = {text: i for i, text in enumerate(dict.fromkeys(doc_text.values()))}
+        row = {doc_id: distinct[text] for doc_id, text in doc_text.items()}
         texts = (model.prompt([self.dataset.queries[q] for q in qids], RERANKING_QUERY, self.instruction)
-                 + model.prompt([self.dataset.doc_text(d) for d in doc_ids], RERANKING_DOCUMENT))
-        pooled = model.embed(texts, f"{self.name}: {len(qids)} queries + {len(doc_ids)} candidate docs")
+                 + model.prompt(list(distinct), RERANKING_DOCUMENT))
+        pooled = model.embed(texts, f"{self.name}: {len(qids)} queries + {len(distinct)} candidate docs")
         out: dict[str, float] = {}
         for view in model.views.views:
             emb = model.views.scored(pooled, view)

@@ -1,11 +1,15 @@
-"""Reranking: equal to mteb's on real candidates; candidates-file errors name the line."""
+"""Reranking: equal to mteb's on real candidates and on samples in mteb's format; errors name the line."""
+import json
 import random
 
 import pytest
 
 from embedbench import mteb_reference
-from embedbench.data.beir import load_beir, load_candidates, subsample
+from embedbench.config import DataConfig, RerankingTaskConfig
+from embedbench.data.beir import load_beir, load_candidates, load_reranking_samples, subsample
 from embedbench.errors import EmbedbenchError
+from embedbench.tasks import build_task
+from embedbench.tasks.base import Limits
 from embedbench.tasks.reranking import RerankingTask
 from tests.helpers import SCIFACT, needs_data, scored
 
@@ -72,3 +76,32 @@ def test_save_runs_writes_each_views_ordering_of_the_candidates(encoder, tmp_pat
         assert {qid: sorted(docs) for qid, docs in run.items()} == {q: sorted(c) for q, c in candidates.items()}
         again = retrieval_metrics(ds.qrels, run, ["map_at_1000", "mrr_at_10"])
         assert again == {metric: ours[f"rerank/{metric}{suffix}"] for metric in again}
+
+
+def test_mtebs_reranking_samples_score_as_mteb_converts_and_scores_them(minilm, encoder, tmp_path):
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=5)
+    rng, docs = random.Random(5), sorted(ds.corpus)
+    samples = [{"query": ds.queries[qid], "positive": [ds.doc_text(d) for d in judged],
+                "negative": [ds.doc_text(d) for d in rng.sample([d for d in docs if d not in judged], 8)]}
+               for qid, judged in ds.qrels.items()]  # negatives drawn from one pool: texts recur across queries
+    samples[3]["negative"] = []  # left out, by mteb too
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(sample) + "\n" for sample in samples))
+    task = build_task("rr", RerankingTaskConfig(name="rr", path=str(path)), DataConfig(name="nli", format="pairs"),
+                      Limits(), ())
+    assert len(task.dataset.queries) == 19 and len(task.dataset.corpus) == sum(
+        len(s["positive"]) + len(s["negative"]) for s in samples if s["negative"])
+    reference = mteb_reference.scores(minilm, mteb_reference.reranking_samples_task(samples))
+    ours = task.evaluate(scored(encoder))
+    assert ours["rr/map_at_1000"] == pytest.approx(reference["map_at_1000"], abs=5e-5)
+    assert ours["rr/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)
+
+    path.write_text(json.dumps({"query": "q", "positive": "p", "negative": ["n"]}) + "\n")
+    with pytest.raises(EmbedbenchError, match=r"samples\.jsonl:1: positive and negative are lists of strings"):
+        load_reranking_samples("rr", path, "test")
+    path.write_text(json.dumps({"query": "q", "positive": ["p"], "negative": []}) + "\n")
+    with pytest.raises(EmbedbenchError, match=r"samples\.jsonl: no sample has both a positive and a negative"):
+        load_reranking_samples("rr", path, "test")
+    for spec in (RerankingTaskConfig(name="rr"), RerankingTaskConfig(name="rr", path=str(path), candidates="c.tsv")):
+        with pytest.raises(EmbedbenchError, match=r"eval\.tasks\.rr: give candidates .* or path .*, one of them"):
+            build_task("rr", spec, DataConfig(name="nli", format="pairs"), Limits(), ())

@@ -115,17 +115,19 @@ def _unquoted(field: str) -> str:
 
 
 def collection_file(root: Path, stem: str) -> Path:
-    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``, each plain or gzip-compressed; the jsonl file where
-    none is there, so the error names the file BEIR's layout expects."""
-    return next((path for path in (root / f"{stem}{ext}" for ext in (".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz"))
-                 if path.is_file()), root / f"{stem}.jsonl")
+    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``, each plain or gzip-compressed."""
+    return _first_there([root / f"{stem}{ext}" for ext in (".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")])
 
 
 def qrels_file(root: Path, split: str) -> Path:
-    """``root``'s ``qrels/<split>.tsv``, else its gzip-compressed ``qrels/<split>.tsv.gz``."""
-    plain = root / "qrels" / f"{split}.tsv"
-    packed = plain.with_name(f"{split}.tsv.gz")
-    return packed if packed.is_file() and not plain.is_file() else plain
+    """``root``'s ``qrels/<split>.tsv``, plain or gzip-compressed."""
+    return _first_there([root / "qrels" / f"{split}{ext}" for ext in (".tsv", ".tsv.gz")])
+
+
+def _first_there(paths: list[Path]) -> Path:
+    """The first of ``paths`` that is a file; the first where none is, so the error names the file BEIR's
+    layout expects."""
+    return next((path for path in paths if path.is_file()), paths[0])
 
 
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:

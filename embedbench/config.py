@@ -412,6 +412,11 @@ class TableTaskConfig(TaskConfig):
     format: TableFormat | None = None  # null: from the extension (.csv, .tsv / .txt, .jsonl)
     header: bool | None = None  # null: a header line exactly when a column is given by name
     download: Dict[str, Download] = field(default_factory=dict)  # file key (path, train, ...) -> its source
+    # a Hugging Face dataset (a Hub name, or a folder save_to_disk wrote) in place of files: each file key (path,
+    # train, test) then names a split of its config hub_config, and columns go by name
+    hub: str | None = None
+    hub_config: str | None = None
+    revision: str | None = None  # the Hub dataset's commit
 
     def __post_init__(self) -> None:
         files = [f for f in ("path", "train", "test", "texts", "labels") if hasattr(self, f)]

@@ -24,6 +24,7 @@ from embedbench.config import (
 )
 from embedbench.data.beir import load_collection, resolve_root
 from embedbench.data.files import data_file
+from embedbench.data.hub_tables import HubTable
 from embedbench.data.longembed import haystack_sentences, synthetic_task
 from embedbench.data.tables import Layout, read_labelled, read_labelled_pairs, read_line_aligned, read_scored_pairs
 from embedbench.errors import EmbedbenchError
@@ -81,6 +82,8 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     if isinstance(spec, ClusteringTaskConfig):
         if spec.path:
             texts = read_labelled(table_file(spec, "path", where), spec.text_column, spec.label_column, layout(spec))
+        elif spec.hub:
+            raise EmbedbenchError(f"{where}: with hub, path names the split to read (texts and labels are files)")
         else:
             texts = read_line_aligned(table_file(spec, "texts", where), table_file(spec, "labels", where))
         return ClusteringTask.load(spec, texts)
@@ -91,8 +94,11 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     raise TypeError(f"{where}: no task type for {type(spec).__name__}")
 
 
-def table_file(spec: TableTaskConfig, key: str, where: str) -> Path:
-    """The task's file ``key`` (path, train, ...): found locally, else fetched from its ``download`` source."""
+def table_file(spec: TableTaskConfig, key: str, where: str) -> Path | HubTable:
+    """The task's file ``key`` (path, train, ...): found locally, else fetched from its ``download`` source; with
+    ``hub``, the split of that dataset which ``key`` names."""
+    if spec.hub:
+        return HubTable(spec.hub, spec.hub_config, getattr(spec, key), spec.revision, f"{where}.hub")
     return data_file(getattr(spec, key), f"{where}.{key}", spec.download.get(key))
 
 

@@ -161,3 +161,37 @@ def test_line_aligned_files_split_at_line_breaks_only(tmp_path):
     (tmp_path / "labels.txt").write_text("a\nb\nc\n")
     data = read_line_aligned(tmp_path / "texts.txt", tmp_path / "labels.txt")
     assert data.texts == ["one\u2028line", "next\x85line", "last"] and data.labels == ["a", "b", "c"]
+
+
+def test_eval_tables_from_a_hugging_face_dataset_read_as_the_files_they_equal(tmp_path):
+    """mteb's STS and classification sets as the Hub serves them (save_to_disk: the same tables, offline)."""
+    from datasets import Dataset, DatasetDict
+
+    from embedbench.config import ClassificationTaskConfig, ClusteringTaskConfig, DataConfig, STSTaskConfig
+    from embedbench.tasks import build_task
+    from embedbench.tasks.base import Limits
+
+    def build(spec):
+        return build_task("t", spec, DataConfig(name="x"), Limits(), ())
+
+    pairs = {"sentence1": ["a cat sleeps", "rain falls", "dogs bark"], "sentence2": ["a cat naps", "sun", "dogs"],
+             "score": [4.8, 0.4, 3.0]}
+    (tmp_path / "sts.jsonl").write_text("".join(
+        f'{{"sentence1": "{a}", "sentence2": "{b}", "score": {s}}}\n' for a, b, s in zip(*pairs.values())))
+    DatasetDict({"test": Dataset.from_dict(pairs)}).save_to_disk(tmp_path / "stsb")
+    columns = {"text1_column": "sentence1", "text2_column": "sentence2", "score_column": "score"}
+    from_file = build(STSTaskConfig(path=str(tmp_path / "sts.jsonl"), **columns)).pairs
+    assert build(STSTaskConfig(path="test", hub=str(tmp_path / "stsb"), **columns)).pairs == from_file
+
+    texts = [f"how do I {verb} my card" for verb in ("block", "top up", "freeze", "activate")]
+    splits = {split: Dataset.from_dict({"text": texts, "label": [0, 1, 0, 1]}) for split in ("train", "test")}
+    DatasetDict(splits).save_to_disk(tmp_path / "intents" / "en")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(texts)))
+    hub = build(ClassificationTaskConfig(train="train", test="test", hub=str(tmp_path / "intents"), hub_config="en"))
+    files = build(ClassificationTaskConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv")))
+    assert (hub.train, hub.test) == (files.train, files.test)
+    with pytest.raises(EmbedbenchError, match=r"^eval\.tasks\.t\.hub=\S+stsb\[test\]: column 5: columns are named"):
+        build(STSTaskConfig(path="test", hub=str(tmp_path / "stsb")))  # STS Benchmark's positions: a file's layout
+    with pytest.raises(EmbedbenchError, match=r"^eval\.tasks\.t: with hub, path names the split to read"):
+        build(ClusteringTaskConfig(texts="texts.txt", labels="labels.txt", hub=str(tmp_path / "stsb")))

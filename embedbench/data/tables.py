@@ -124,9 +124,13 @@ def _label(columns: dict[str, Column], index: dict[str, int], position: int) -> 
 
 
 def _text(path: Path, lineno: int, name: str, value) -> str:
-    """A jsonl field as text: numbers (labels, scores) as written; a null is refused rather than read as 'None'."""
+    """A jsonl field as text: numbers (labels, scores) as written; a null is refused rather than read as 'None',
+    and a list or an object rather than trained on as its Python spelling."""
     if value is None:
         raise at(path, lineno, f"field {name!r} is null")
+    if isinstance(value, (list, dict)):
+        raise at(path, lineno, f"field {name!r} holds a{'n object' if isinstance(value, dict) else ' list'}, not a "
+                               "text or a number")
     return value if isinstance(value, str) else str(value)
 
 

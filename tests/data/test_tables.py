@@ -153,6 +153,9 @@ def test_jsonl_labelled_table_and_its_errors(tmp_path):
     path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": null}\n')  # not a class named 'None'
     with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:2: field 'label' is null"):
         read_labelled(path)
+    path.write_text('{"text": ["a", "b"], "label": 1}\n')  # a list column mapped as text: no "['a', 'b']"
+    with pytest.raises(EmbedbenchError, match=r"clusters\.jsonl:1: field 'text' holds a list, not a text or a number"):
+        read_labelled(path)
 
 
 def test_line_aligned_files_split_at_line_breaks_only(tmp_path):

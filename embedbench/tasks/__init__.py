@@ -76,9 +76,9 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
                                   spec.score_column, layout(spec), spec.min_score, spec.max_score)
         return STSTask.load(spec.name, pairs, limits.max_pairs, spec.instruction)
     if isinstance(spec, ClassificationTaskConfig):
-        train, test = (read_labelled(table_file(spec, split, where), spec.text_column, spec.label_column,
-                                     layout(spec)) for split in ("train", "test"))
-        return ClassificationTask.load(spec, train, test)
+        sources = tuple(table_file(spec, split, where) for split in ("train", "test"))
+        train, test = (read_labelled(source, spec.text_column, spec.label_column, layout(spec)) for source in sources)
+        return ClassificationTask.load(spec, train, test, (str(sources[0]), str(sources[1])))
     if isinstance(spec, ClusteringTaskConfig):
         if spec.path:
             texts = read_labelled(table_file(spec, "path", where), spec.text_column, spec.label_column, layout(spec))

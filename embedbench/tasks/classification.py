@@ -54,13 +54,16 @@ class ClassificationTask(TaskBase):
     main_metric = "accuracy"
 
     @classmethod
-    def load(cls, spec: ClassificationTaskConfig, train: LabelledTexts, test: LabelledTexts) -> ClassificationTask:
+    def load(cls, spec: ClassificationTaskConfig, train: LabelledTexts, test: LabelledTexts,
+             sources: tuple[str, str] | None = None) -> ClassificationTask:
+        """``sources``: where the train and test texts were read (a file, a Hub split), as errors name them."""
+        train_source, test_source = sources or (spec.train, spec.test)
         if len(set(train.labels)) < 2:
-            raise EmbedbenchError(f"{spec.train}: every text has the label {train.labels[0]!r}; a classifier needs "
-                                  "two labels at least (is the label column right?)")
+            raise EmbedbenchError(f"{train_source}: every text has the label {train.labels[0]!r}; a classifier "
+                                  "needs two labels at least (is the label column right?)")
         unseen = sorted(set(test.labels) - set(train.labels))
         if unseen:
-            raise EmbedbenchError(f"{spec.test}: label {unseen[0]!r} never occurs in {spec.train}")
+            raise EmbedbenchError(f"{test_source}: label {unseen[0]!r} never occurs in {train_source}")
         return cls(spec.name, train, test, spec.n_experiments, spec.samples_per_label, spec.max_iter, spec.seed,
                    instruction=spec.instruction)
 

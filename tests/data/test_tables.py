@@ -194,6 +194,9 @@ def test_eval_tables_from_a_hugging_face_dataset_read_as_the_files_they_equal(tm
     hub = build(ClassificationTaskConfig(train="train", test="test", hub=str(tmp_path / "intents"), hub_config="en"))
     files = build(ClassificationTaskConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv")))
     assert (hub.train, hub.test) == (files.train, files.test)
+    DatasetDict({"train": splits["train"].select([0, 2]), "test": splits["test"]}).save_to_disk(tmp_path / "one")
+    with pytest.raises(EmbedbenchError, match=r"^eval\.tasks\.t\.hub=\S+one\[train\]: every text has the label '0'"):
+        build(ClassificationTaskConfig(train="train", test="test", hub=str(tmp_path / "one")))
     with pytest.raises(EmbedbenchError, match=r"^eval\.tasks\.t\.hub=\S+stsb\[test\]: column 5: columns are named"):
         build(STSTaskConfig(path="test", hub=str(tmp_path / "stsb")))  # STS Benchmark's positions: a file's layout
     with pytest.raises(EmbedbenchError, match=r"^eval\.tasks\.t: with hub, path names the split to read"):

@@ -62,9 +62,12 @@ def build_task(key: str, spec: TaskConfig, data: DataConfig, limits: Limits,
     if isinstance(spec, LongSyntheticTaskConfig):
         return long_synthetic_task(spec, data, limits)
     if isinstance(spec, RerankingTaskConfig):
-        if (spec.path is None) == (spec.candidates is None):
+        if (spec.path is None and spec.hub is None) == (spec.candidates is None):
             raise EmbedbenchError(f"{where}: give candidates (a BEIR folder's candidate lists) or path (mteb's "
                                   "reranking samples), one of them")
+        if spec.hub:  # path names the split, which mteb's conversion names the queries by
+            samples = HubTable(spec.hub, spec.hub_config, spec.path or "test", spec.revision, f"{where}.hub")
+            return RerankingTask.from_samples(spec, samples, samples.split, limits)
         if spec.path:
             return RerankingTask.from_samples(spec, data_file(spec.path, f"{where}.path"), spec.split or "test",
                                               limits)

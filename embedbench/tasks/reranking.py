@@ -11,6 +11,7 @@ import torch
 
 from embedbench.config import RerankingTaskConfig
 from embedbench.data.beir import BeirDataset, load_beir, load_candidates, load_reranking_samples, subsample
+from embedbench.data.hub_tables import HubTable
 from embedbench.embedding.prompts import RERANKING_DOCUMENT, RERANKING_QUERY
 from embedbench.tasks.base import Limits, ScoredModel, TaskBase, slice_note
 from embedbench.tasks.retrieval import checked_metrics, metrics_by_view, write_view_run
@@ -35,9 +36,9 @@ class RerankingTask(TaskBase):
         return cls.over(spec, full, dataset, load_candidates(root / spec.candidates, dataset))
 
     @classmethod
-    def from_samples(cls, spec: RerankingTaskConfig, path: Path, split: str,
+    def from_samples(cls, spec: RerankingTaskConfig, path: Path | HubTable, split: str,
                      limits: Limits = Limits()) -> RerankingTask:
-        """Over mteb's reranking samples in ``path``."""
+        """Over mteb's reranking samples in ``path``, a jsonl file or a Hugging Face dataset's split."""
         full, candidates = load_reranking_samples(spec.name, path, split)
         dataset = subsample(full, limits.max_queries, None, limits.seed)
         return cls.over(spec, full, dataset, {qid: candidates[qid] for qid in dataset.queries})

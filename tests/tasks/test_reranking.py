@@ -96,6 +96,12 @@ def test_mtebs_reranking_samples_score_as_mteb_converts_and_scores_them(minilm, 
                       Limits(), ())
     assert len(task.dataset.queries) == 9 and len(task.dataset.corpus) == sum(
         len(s["positive"]) + len(s["negative"]) for s in samples if s["negative"])
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"test": Dataset.from_list(samples)}).save_to_disk(tmp_path / "hub")  # the Hub's rows, offline
+    from_hub = build_task("rr", RerankingTaskConfig(name="rr", hub=str(tmp_path / "hub")),
+                          DataConfig(name="nli", format="pairs"), Limits(), ())
+    assert (from_hub.dataset, from_hub.candidates) == (task.dataset, task.candidates)
     reference = mteb_reference.scores(minilm, mteb_reference.reranking_samples_task(samples))
     ours = task.evaluate(scored(encoder))
     assert ours["rr/map_at_1000"] < 0.9  # the halves outrank some positives

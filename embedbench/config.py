@@ -386,7 +386,7 @@ class RerankingTaskConfig(TaskConfig):
     # with a BEIR folder (root, else data=): query-id <tab> corpus-id per line; relative to the folder, or absolute
     candidates: str | None = None
     # instead of a folder and candidates: mteb's reranking samples, {"query", "positive": [text, ...],
-    # "negative": [...]} per jsonl line, as its reranking sets (SciDocsRR, AskUbuntuDupQuestions...) are published;
+    # "negative": [...]} per jsonl line, the format of its v1 reranking sets (SciDocsRR...);
     # with hub set, the split it names (null: test) of that Hugging Face dataset (or a folder save_to_disk wrote)
     path: str | None = None
     hub: str | None = None

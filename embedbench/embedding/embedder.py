@@ -71,6 +71,11 @@ class Embedder:
 
     def _cached(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
         pooled = self.cache.get(self.fingerprint, texts, self.layers) if self.cache else None
+        if pooled is None and self.cache and self._engine is None:
+            fingerprint = self.fingerprint
+            self.engine()  # may fall back from OpenVINO to torch, whose embeddings are kept under another key
+            if self.fingerprint != fingerprint:
+                pooled = self.cache.get(self.fingerprint, texts, self.layers)
         if pooled is None:
             pooled = self._encode(texts, desc)
             if self.cache:
@@ -104,16 +109,21 @@ class Embedder:
             self.__dict__.pop("fingerprint", None)  # embeddings are cached under what computed them
             return self.encoder.runtime(self.precision, self.backend)
 
+    def engine(self):
+        """What encodes, built on first use: the ranks' shards, a pool of devices, or one runtime."""
+        if self._engine is None:
+            if self.shared_by_ranks:
+                self._engine = RankShards(self.encoder, self.runtime(), self.batch_size)
+            elif len(self.devices) > 1:
+                self._engine = EncoderPool(self.encoder, self.devices, self.precision, self.backend, self.batch_size)
+            else:
+                self._engine = self.runtime()
+        return self._engine
+
     def _encode_texts(self, texts: list[str], desc: str) -> dict[int, torch.Tensor]:
-        if self.shared_by_ranks:
-            self._engine = self._engine or RankShards(self.encoder, self.runtime(), self.batch_size)
-            return self._engine.encode(texts, self.layers, desc)
-        if len(self.devices) > 1:
-            self._engine = self._engine or EncoderPool(self.encoder, self.devices, self.precision, self.backend,
-                                                       self.batch_size)
-            return self._engine.encode(texts, self.layers, desc)
-        self._engine = self._engine or self.runtime()
-        return self.encoder.encode(texts, self.layers, self.batch_size, desc=desc, runtime=self._engine)
+        if self.shared_by_ranks or len(self.devices) > 1:
+            return self.engine().encode(texts, self.layers, desc)
+        return self.encoder.encode(texts, self.layers, self.batch_size, desc=desc, runtime=self.engine())
 
     def log_stats(self) -> None:
         if self.cache:

@@ -271,6 +271,8 @@ def test_a_model_openvino_cannot_convert_encodes_with_torch_where_the_backend_wa
     torch_bf16 = Embedder(unconvertible, [2], EncodeConfig(precision="bf16", backend="torch"), cache)
     assert auto.backend == "torch" and auto.fingerprint == torch_bf16.fingerprint  # cached as what computed it
     assert torch.equal(out, torch_bf16(TEXTS, "texts")[2]) and cache.hits == 1
+    again = Embedder(unconvertible, [2], EncodeConfig(precision="bf16"), cache)  # the next run of the same job
+    assert torch.equal(out, again(TEXTS, "texts")[2]) and cache.hits == 2  # read back, not encoded again
     for asked in (EncodeConfig(precision="bf16", backend="openvino"), EncodeConfig(precision="int8")):
         with pytest.raises(EmbedbenchError, match="could not convert BertModel \\(data-dependent control flow\\)"):
             Embedder(unconvertible, [2], asked)(TEXTS, "texts")

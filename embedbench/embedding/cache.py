@@ -14,6 +14,7 @@ import inspect
 import io
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from embedbench.embedding.prompts import Prompted
 
 log = logging.getLogger("embedbench")
 DIGEST_BYTES = 32  # the SHA-256 that ends every entry
+COPY_CHUNK = 64 << 20  # a file's bytes are copied into an entry this many at a time
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -132,7 +134,7 @@ class EmbeddingCache:
         for layer, tensor in pooled.items():
             buffer = io.BytesIO()
             np.save(buffer, tensor.numpy())
-            _write_checked(self._path(model_key, texts_key, layer), buffer.getvalue())
+            _write_checked(self._path(model_key, texts_key, layer), [buffer.getbuffer()])
         self.trim()
 
     def _blob_path(self, key: str) -> Path:
@@ -152,10 +154,15 @@ class EmbeddingCache:
         os.utime(path)
         return body
 
-    def put_blob(self, key: str, body: bytes) -> None:
-        """Keep ``body`` under ``key`` unless it alone would take over half the size bound."""
-        if len(body) <= self.max_bytes // 2:
-            _write_checked(self._blob_path(key), body)
+    def keeps(self, size: int) -> bool:
+        """Whether a blob of ``size`` bytes would be kept: not one that alone takes over half the size bound."""
+        return size <= self.max_bytes // 2
+
+    def put_blob(self, key: str, parts: Sequence[bytes | Path]) -> None:
+        """Keep the bytes of ``parts``, in order, under ``key`` if :meth:`keeps` them. A :class:`Path` part is
+        copied from its file a chunk at a time, so a model's weights are never whole in memory a second time."""
+        if self.keeps(sum(part.stat().st_size if isinstance(part, Path) else len(part) for part in parts)):
+            _write_checked(self._blob_path(key), parts)
             self.trim()
 
     def trim(self) -> None:
@@ -183,7 +190,18 @@ def _checked_body(path: Path) -> bytes:
     return body
 
 
-def _write_checked(path: Path, body: bytes) -> None:
+def _write_checked(path: Path, parts: Sequence[bytes | Path]) -> None:
+    digest = hashlib.sha256()
     with atomic_write(path, "wb") as fh:
-        fh.write(body)
-        fh.write(hashlib.sha256(body).digest())
+        for chunk in (chunk for part in parts for chunk in _chunks(part)):
+            fh.write(chunk)
+            digest.update(chunk)
+        fh.write(digest.digest())
+
+
+def _chunks(part: bytes | Path) -> Iterator[bytes]:
+    if isinstance(part, Path):
+        with part.open("rb") as source:
+            yield from iter(lambda: source.read(COPY_CHUNK), b"")
+    else:
+        yield part

@@ -23,6 +23,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 
@@ -165,25 +166,26 @@ def int8_key(key: str) -> str:
 
 
 def _kept(cache, key: str | None, make: Callable):
-    """The model kept in ``cache`` under ``key``, else ``make()``, then kept there (nothing kept without a key)."""
+    """The model kept in ``cache`` under ``key``, else ``make()``, then kept there (nothing kept without a key,
+    and nothing saved for a cache that would not keep it)."""
     blob = cache.get_blob(key) if key else None
     if blob is not None:
         return _deserialised(blob)
     made = make()
-    if key:
-        cache.put_blob(key, _serialised(made))
+    if key and cache.keeps(sum(op.get_byte_size() for op in made.get_ops() if op.get_type_name() == "Constant")):
+        _keep(cache, key, made)
     return made
 
 
-def _serialised(converted) -> bytes:
-    """A converted model as one blob: the length of its XML graph, the graph, then its weights."""
+def _keep(cache, key: str, converted) -> None:
+    """Kept as one blob: the length of its XML graph, the graph, then its weights, copied from the saved file."""
     import openvino as ov
 
     with tempfile.TemporaryDirectory() as folder:
-        xml = f"{folder}/model.xml"
+        xml = Path(folder, "model.xml")
         ov.save_model(converted, xml, compress_to_fp16=False)  # fp16 would round the weights a second time
-        graph, weights = open(xml, "rb").read(), open(f"{folder}/model.bin", "rb").read()
-    return struct.pack("<Q", len(graph)) + graph + weights
+        graph = xml.read_bytes()
+        cache.put_blob(key, [struct.pack("<Q", len(graph)), graph, xml.with_suffix(".bin")])
 
 
 def _deserialised(blob: bytes):

@@ -92,9 +92,9 @@ def test_a_damaged_entry_is_reported_and_encoded_again_never_returned(tmp_path, 
 
 def test_kept_blobs_share_the_size_bound_and_one_over_half_of_it_is_not_kept(tmp_path):
     cache = EmbeddingCache(tmp_path, 1000)
-    cache.put_blob("big", bytes(501))
+    cache.put_blob("big", [bytes(501)])
     assert cache.get_blob("big") is None and not list(tmp_path.rglob("*.ov"))
-    cache.put_blob("converted", bytes(400))
+    cache.put_blob("converted", [bytes(400)])
     assert cache.get_blob("converted") == bytes(400)
     for i in range(3):  # embeddings written later push the least recently used blob out
         cache.put(f"m{i}", TEXTS, {6: torch.randn(2, 8)})
@@ -102,6 +102,21 @@ def test_kept_blobs_share_the_size_bound_and_one_over_half_of_it_is_not_kept(tmp
     for i in range(6):
         cache.put(f"n{i}", TEXTS, {6: torch.randn(2, 8)})
     assert cache.get_blob("converted") is None
+
+
+def test_a_blob_is_kept_from_bytes_and_files_in_order_and_a_file_counts_towards_the_bound(tmp_path, monkeypatch):
+    from embedbench.embedding import cache as cache_module
+
+    weights = tmp_path / "model.bin"
+    weights.write_bytes(bytes(range(256)) * 3)
+    cache = EmbeddingCache(tmp_path / "cache", 2000)
+    cache.put_blob("converted", [b"head", weights, b"tail"])
+    assert cache.get_blob("converted") == b"head" + weights.read_bytes() + b"tail"
+    monkeypatch.setattr(cache_module, "COPY_CHUNK", 100)  # the file copied in many chunks hashes as in one
+    cache.put_blob("chunked", [b"head", weights, b"tail"])
+    assert cache.get_blob("chunked") == cache.get_blob("converted")
+    cache.put_blob("big", [b"head", weights, weights])  # 1540 bytes, over half of 2000
+    assert cache.get_blob("big") is None
 
 
 def test_a_long_list_is_kept_piece_by_piece_so_a_stopped_encoding_resumes_where_it_stopped(tiny_model, tmp_path,

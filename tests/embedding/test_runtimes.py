@@ -300,6 +300,23 @@ def test_a_kept_conversion_is_read_back_instead_of_converting_and_gives_the_same
     assert len(conversions) == 3 and len(list(tmp_path.rglob("*.ov"))) == 2
 
 
+def test_a_conversion_over_half_the_cache_bound_is_not_even_saved(tiny_model, tmp_path, monkeypatch):
+    import openvino
+
+    from embedbench.embedding.cache import EmbeddingCache
+    from embedbench.embedding.encoder import LayerEncoder
+
+    encoder = LayerEncoder(tiny_model)
+    saved = []
+    save = openvino.save_model
+    monkeypatch.setattr(openvino, "save_model", lambda *a, **k: saved.append(1) or save(*a, **k))
+    weights = sum(p.numel() for p in encoder.model.parameters()) * 4
+    encoder.runtime("bf16", "openvino", cache=EmbeddingCache(tmp_path / "small", weights), weights_key="w")
+    assert not saved and not list(tmp_path.rglob("*.ov"))  # a 7B model is not written to a temporary folder
+    encoder.runtime("bf16", "openvino", cache=EmbeddingCache(tmp_path / "large", 3 * weights), weights_key="w")
+    assert len(saved) == 1 and len(list(tmp_path.rglob("*.ov"))) == 1
+
+
 def test_int8_quantises_the_conversion_kept_by_a_bf16_run_and_keeps_what_it_quantised(encoder, tmp_path,
                                                                                        monkeypatch):
     from embedbench.embedding import runtimes

@@ -3,12 +3,18 @@
 
     python scripts/bench_conversion.py              # STS-B test, 3 rounds
     python scripts/bench_conversion.py --rounds 5
+    python scripts/bench_conversion.py --memory     # the memory a conversion takes, against its estimate
 
 The case it serves: a model already evaluated once (any task) is evaluated on texts it has not encoded
 yet. Each round runs `embedbench eval eval=sts encode=fast` twice as a fresh process, timed from outside:
 with the cache off (the model is converted), and with a cache holding only that model's conversion (kept
 by a first eval on MRPC; no STS-B embeddings in it, so every text is encoded). The order alternates
 between rounds. Prints both times, their ratio and both Spearman scores, which must be equal.
+
+`--memory`: a randomly initialised BERT-large (335M parameters, 1.34 GB in fp32), built in fp32 and in bf16,
+converted for bf16 and for int8 with the conversion kept in a cache, each in a fresh process. Prints the peak
+resident memory beyond the model during conversion beside `runtimes.conversion_bytes`, the estimate that
+refuses a conversion the memory left cannot hold.
 """
 from __future__ import annotations
 
@@ -38,10 +44,56 @@ def eval_run(workdir: Path, name: str, *overrides: str) -> tuple[float, float | 
     return seconds, json.loads((folder / "results.json").read_text())["metrics"].get("stsb/spearman")
 
 
+def resident(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (the peak since the last reset) of this process, in bytes."""
+    line = next(line for line in open("/proc/self/status") if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def conversion_peak(weights: str, precision: str) -> None:
+    """In this process: the peak memory of converting the model beyond the model itself, as JSON."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from embedbench.embedding.cache import EmbeddingCache
+    from embedbench.embedding.runtimes import OpenVinoRuntime, conversion_bytes
+
+    config = BertConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)
+    torch.manual_seed(0)
+    model = BertModel._from_config(config, dtype=getattr(torch, weights)).eval()
+    example = {"input_ids": torch.tensor([[101, 2000, 102, 0], [101, 2000, 2001, 102]]),
+               "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])}
+    before = resident("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+    with tempfile.TemporaryDirectory() as cache:
+        OpenVinoRuntime(model, {"input_ids", "attention_mask"}, example, precision,
+                        cache=EmbeddingCache(Path(cache), 1 << 40), weights_key="w")
+    print(json.dumps({"fp32": sum(p.numel() for p in model.parameters()) * 4,
+                      "peak": resident("VmHWM") - before, "estimate": conversion_bytes(model)}))
+
+
+def memory_table() -> None:
+    print(f"\nconverting a random BERT-large, kept in a cache, fresh processes, {os.cpu_count()} cpus")
+    print(f"{'weights':8s} {'precision':9s} {'peak GB':>8s} {'x fp32':>7s} {'estimate GB':>11s} {'x fp32':>7s}")
+    for weights in ("float32", "bfloat16"):
+        for precision in ("bf16", "int8"):
+            child = subprocess.run([sys.executable, __file__, "--conversion-peak", weights, precision],
+                                   check=True, capture_output=True, text=True)
+            row = json.loads(child.stdout.strip().splitlines()[-1])
+            print(f"{weights:8s} {precision:9s} {row['peak'] / 1e9:8.2f} {row['peak'] / row['fp32']:7.2f} "
+                  f"{row['estimate'] / 1e9:11.2f} {row['estimate'] / row['fp32']:7.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--conversion-peak", nargs=2, metavar=("WEIGHTS", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.conversion_peak:
+        return conversion_peak(*args.conversion_peak)
+    if args.memory:
+        return memory_table()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         kept = workdir / "kept"

@@ -6,7 +6,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "embedbench"
 LAYERS = [  # bottom to top
-    {"errors", "atomic", "config", "allocator", "distributed", "phases", "tracking_server"},
+    {"errors", "atomic", "config", "allocator", "memory", "distributed", "phases", "tracking_server"},
     {"composition", "embedding"},
     {"retrieval"},
     {"data"},

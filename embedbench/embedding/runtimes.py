@@ -29,6 +29,7 @@ import torch
 
 from embedbench.embedding.cache import code_fingerprint
 from embedbench.errors import EmbedbenchError
+from embedbench.memory import available_bytes
 
 Runtime = Callable[[dict], Sequence[torch.Tensor]]
 
@@ -120,6 +121,14 @@ class _AllLayers(torch.nn.Module):
     def forward(self, *tensors):
         inputs = dict(zip(self.input_names, tensors))
         return self.model(**inputs, output_hidden_states=True, return_dict=True).hidden_states
+
+
+def conversion_bytes(model: torch.nn.Module) -> int:
+    """About the memory converting ``model`` takes beside the model: the fp32 copy of bf16 weights that
+    :meth:`OpenVinoRuntime._convert` traces, and three quarters of the fp32 weights' size for the converter,
+    the compiled model and int8 quantising (``python scripts/bench_conversion.py --memory`` measures up to half)."""
+    numel = sum(parameter.numel() for parameter in model.parameters())
+    return numel * (4 if next(model.parameters()).dtype == torch.bfloat16 else 0) + numel * 3
 
 
 def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], options: dict) -> str:
@@ -247,6 +256,10 @@ class OpenVinoRuntime:
 
         if model in _UNCONVERTIBLE:
             raise UnconvertibleModel(_UNCONVERTIBLE[model])
+        need, free = conversion_bytes(model), available_bytes()
+        if need > free:  # rather than the kernel killing the job halfway through the conversion
+            raise UnconvertibleModel(f"converting {type(model).__name__} takes about {need / 2**30:.1f} GiB of "
+                                     f"memory, and {free / 2**30:.1f} GiB is available")
         original = model
         if next(model.parameters()).dtype == torch.bfloat16:
             # the converter misreads bf16 weights (MiniLM's first layer came out at cosine 0.73 to torch's);

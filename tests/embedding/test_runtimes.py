@@ -300,6 +300,24 @@ def test_a_kept_conversion_is_read_back_instead_of_converting_and_gives_the_same
     assert len(conversions) == 3 and len(list(tmp_path.rglob("*.ov"))) == 2
 
 
+def test_a_model_too_large_to_convert_in_the_memory_left_is_refused_before_it_is_copied_or_traced():
+    from transformers import BertConfig, BertModel
+
+    from embedbench.embedding.runtimes import OpenVinoRuntime, UnconvertibleModel, conversion_bytes
+    from embedbench.memory import available_bytes
+
+    config = BertConfig(hidden_size=16384, intermediate_size=65536, num_hidden_layers=200, num_attention_heads=128)
+    with torch.device("meta"):  # 645B parameters, none of them in memory
+        model = BertModel(config).to(torch.bfloat16)
+    numel = sum(p.numel() for p in model.parameters())
+    assert conversion_bytes(model) == 7 * numel > available_bytes()  # its fp32 copy, and room to convert
+    example = {"input_ids": torch.tensor([[101, 102]]), "attention_mask": torch.tensor([[1, 1]])}
+    with pytest.raises(UnconvertibleModel, match=r"^encode.backend=openvino: converting BertModel takes about "
+                                                 r"\d+\.\d GiB of memory, and \d+\.\d GiB is available; "):
+        OpenVinoRuntime(model, {"input_ids", "attention_mask"}, example, "bf16")
+    assert conversion_bytes(model.float()) == 3 * numel  # fp32 weights are traced as they are
+
+
 def test_a_conversion_over_half_the_cache_bound_is_not_even_saved(tiny_model, tmp_path, monkeypatch):
     import openvino
 

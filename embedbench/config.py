@@ -324,7 +324,9 @@ class TrainingSetConfig(CollectionConfig):
     # pairs: the file's anchor, positive and any negative columns, in that order; scored_pairs: its two text
     # columns and the score (null: the STS Benchmark layout). Header names, or 0-based positions
     columns: List[Column] | None = None
-    max_score: float = 5.0  # scored_pairs: gold scores are divided by it
+    # scored_pairs: the gold scores' range, mapped to labels in [0, 1] (SICK-R's relatedness runs 1-5)
+    min_score: float = 0.0
+    max_score: float = 5.0
     # graded_lists: candidates per list; groups: texts per query, one positive and list_size - 1 negatives
     # (FlagEmbedding's train_group_size)
     list_size: int = 8

@@ -110,16 +110,20 @@ def scored_pairs(data_cfg, max_examples: int | None) -> Dataset:
     """STS-style pairs, gold scores scaled to 0..1 (CoSENT and AnglE only use their order): ``data.columns``
     (two texts and a score) of a table, or the STS Benchmark's layout."""
     path = training_file(data_cfg)
+    low, high = data_cfg.min_score, data_cfg.max_score
+    if not low < high:
+        raise EmbedbenchError(f"data.min_score={low:g}, data.max_score={high:g}: the range of the gold scores "
+                              "needs min_score below max_score")
     if data_cfg.columns is None:
-        pairs = read_sts_benchmark(path, max_score=data_cfg.max_score)
+        pairs = read_sts_benchmark(path, low, high)
     elif len(data_cfg.columns) == 3:
-        pairs = read_scored_pairs(path, *data_cfg.columns, max_score=data_cfg.max_score)
+        pairs = read_scored_pairs(path, *data_cfg.columns, min_score=low, max_score=high)
     else:
         raise EmbedbenchError(f"data.columns={list(data_cfg.columns)}: format=scored_pairs reads two text columns "
                               "and a score column")
     n = max_examples or len(pairs.scores)
     return Dataset.from_dict({"sentence1": pairs.sentences1[:n], "sentence2": pairs.sentences2[:n],
-                              "label": [score / data_cfg.max_score for score in pairs.scores[:n]]})
+                              "label": [(score - low) / (high - low) for score in pairs.scores[:n]]})
 
 
 def labelled_pairs(data_cfg, max_examples: int | None, seed: int) -> Dataset:

@@ -210,10 +210,10 @@ def read_scored_pairs(path, text1_column: Column, text2_column: Column, score_co
     return ScoredPairs(values["text1"], values["text2"], scores)
 
 
-def read_sts_benchmark(path, max_score: float = 5.0) -> ScoredPairs:
+def read_sts_benchmark(path, min_score: float = 0.0, max_score: float = 5.0) -> ScoredPairs:
     """The STS Benchmark layout (tab-separated despite its .csv names: genre, file, year, id, score, sentence1,
     sentence2[, licence columns]), which the STS task's column defaults describe too."""
-    return read_scored_pairs(path, 5, 6, 4, Layout("tsv"), 0.0, max_score)
+    return read_scored_pairs(path, 5, 6, 4, Layout("tsv"), min_score, max_score)
 
 
 def read_line_aligned(texts_path, labels_path) -> LabelledTexts:

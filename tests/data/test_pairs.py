@@ -49,6 +49,16 @@ def test_scored_pairs_of_any_table_by_their_columns(tmp_path):
     ds = scored_pairs(DataConfig(name="s", format="scored_pairs", train=str(path), columns=["a", "b", "sim"],
                                  max_score=1.0), None)
     assert ds["sentence1"] == ["one", "two"] and ds["label"] == [1.0, 0.2]
+    sick = tmp_path / "sick.csv"  # SICK-R's relatedness runs from 1 to 5
+    sick.write_text("a,b,relatedness\none,uno,5\ntwo,dos,4\nthree,tres,1\n")
+    sick_cfg = DataConfig(name="s", format="scored_pairs", train=str(sick), columns=["a", "b", "relatedness"],
+                          min_score=1, max_score=5)
+    assert scored_pairs(sick_cfg, None)["label"] == [1.0, 0.75, 0.0]
+    sick.write_text("a,b,relatedness\none,uno,5\ntwo,dos,0.5\n")
+    with pytest.raises(EmbedbenchError, match=r"sick.csv:3: score column 'relatedness': 0.5 is outside \[1, 5\]"):
+        scored_pairs(sick_cfg, None)
+    with pytest.raises(EmbedbenchError, match="data.min_score=5, data.max_score=5: .* needs min_score below"):
+        scored_pairs(DataConfig(name="s", format="scored_pairs", train=str(sick), min_score=5), None)
 
 
 def test_flagembedding_and_tevatron_groups_give_a_query_a_positive_and_drawn_negatives(tmp_path):

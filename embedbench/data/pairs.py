@@ -34,8 +34,12 @@ def training_sets(data_cfg: DataConfig, max_examples: int | None, seed: int, enc
     the same columns in every source."""
     if not data_cfg.sources:
         return training_pairs(data_cfg, max_examples, seed, encode, cache, device)
-    sets = {key: training_pairs(source, max_examples, seed, encode, cache, device)
-            for key, source in data_cfg.sources.items()}
+    sets = {}
+    for key, source in data_cfg.sources.items():
+        try:
+            sets[key] = training_pairs(source, max_examples, seed, encode, cache, device)
+        except EmbedbenchError as exc:  # the readers name a source's settings as data.*: say which source
+            raise EmbedbenchError(f"data.sources.{key}: {exc}") from None
     if data_cfg.sampler == "same_source":
         return sets
     for setting in ("instruction", "in_batch_negatives"):

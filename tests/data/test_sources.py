@@ -52,6 +52,9 @@ def test_sources_are_kept_apart_or_mixed_only_when_they_fit_together(intents, tm
     twins["b"] = labelled(intents, instruction="Find the intent")
     with pytest.raises(EmbedbenchError, match="differ in instruction"):
         training_sets(DataConfig(name="x", sources=twins), None, 0, None, None)
+    twins["b"] = SourceConfig(name="b", format="scored_pairs", train=str(scored), min_score=3)
+    with pytest.raises(EmbedbenchError, match=r"^data.sources.b: .*pairs.tsv:1: score column 4: 0.0 is outside"):
+        training_sets(DataConfig(name="x", sources=twins), None, 0, None, None)
 
 
 def test_each_source_s_instruction_goes_on_its_anchors_through_the_template(intents):

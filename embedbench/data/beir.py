@@ -284,15 +284,41 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     return candidates
 
 
+# the keys of a query's positive and negative texts: FlagEmbedding's fine-tuning files; mteb's reranking samples
+TEXT_GROUPS = (("pos", "neg"), ("positive", "negative"))
+
+
+def group_texts(path: Path | str, lineno: int, record: dict) -> tuple[list[str], list[str]]:
+    """(positives, negatives) of a query's record: FlagEmbedding's ``{"query", "pos": [text, ...], "neg":
+    [...]}``, mteb's reranking sample ``{"query", "positive": [...], "negative": [...]}`` or Tevatron's
+    ``{"query", "positive_passages": [{"title", "text"}, ...], "negative_passages": [...]}``, whose passage
+    is its title and text joined as a BEIR document's."""
+    for positive, negative in TEXT_GROUPS:
+        if positive in record:
+            groups = [record[positive], record.get(negative, [])]
+            if not all(isinstance(texts, list) and all(isinstance(t, str) for t in texts) for texts in groups):
+                raise at(path, lineno, f"{positive} and {negative} are lists of strings")
+            return groups[0], groups[1]
+    if "positive_passages" in record:
+        groups = [record["positive_passages"], record.get("negative_passages", [])]
+        if not all(isinstance(passages, list) and all(isinstance(p, dict) for p in passages) for passages in groups):
+            raise at(path, lineno, "positive_passages and negative_passages are lists of {title, text} objects")
+        positives, negatives = ([title_and_text(text_field(path, lineno, passage, "title"),
+                                                text_field(path, lineno, passage, "text", empty=False))
+                                 for passage in passages] for passages in groups)
+        return positives, negatives
+    raise at(path, lineno, "expected pos and neg (FlagEmbedding), positive and negative (mteb) or "
+                           "positive_passages and negative_passages (Tevatron)")
+
+
 def load_reranking_samples(name: str, path, split: str) -> tuple[BeirDataset, dict[str, list[str]]]:
-    """mteb's reranking samples (``{"query", "positive": [text, ...], "negative": [...]}`` per record) as a
-    collection and each query's candidates, under the ids mteb's conversion gives them (so ties order as
-    in mteb); a sample with no positive or no negative is left out, as mteb leaves it out."""
+    """Reranking samples (a query with its positives and negatives per record, in any layout
+    :func:`group_texts` reads; mteb's reranking sets were first published as ``{"query", "positive",
+    "negative"}``) as a collection and each query's candidates, under the ids mteb's conversion gives them
+    (so ties order as in mteb); a sample with no positive or no negative is left out, as mteb leaves it out."""
     corpus, queries, qrels, candidates, skipped = {}, {}, {}, {}, 0
-    for lineno, record in named_records(path, ("query", "positive", "negative")):
-        groups = record["positive"], record["negative"]
-        if not all(isinstance(texts, list) and all(isinstance(t, str) for t in texts) for texts in groups):
-            raise at(path, lineno, "positive and negative are lists of strings")
+    for lineno, record in named_records(path, ("query",)):
+        groups = group_texts(path, lineno, record)
         if not all(groups):
             skipped += 1
             continue

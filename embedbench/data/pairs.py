@@ -19,7 +19,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets
 
 from embedbench.config import DataConfig, EncodeConfig
-from embedbench.data.beir import BeirDataset, load_collection, text_field, title_and_text
+from embedbench.data.beir import BeirDataset, group_texts, load_collection, text_field
 from embedbench.data.files import data_file, named_records
 from embedbench.data.hub_tables import HubTable
 from embedbench.data.tables import check_text, read_columns, read_labelled, read_scored_pairs, read_sts_benchmark
@@ -193,10 +193,9 @@ def graded_lists(data_cfg, max_examples: int | None) -> Dataset:
 
 
 def query_groups(data_cfg, max_examples: int | None, seed: int) -> Dataset:
-    """A query with its positives and negatives per JSON line, as FlagEmbedding's fine-tuning files
-    (``{"query", "pos": [text, ...], "neg": [...]}``) and Tevatron's (``{"query", "positive_passages":
-    [{"title", "text"}, ...], "negative_passages": [...]}``) hold them: per query one positive and
-    ``data.list_size - 1`` negatives, drawn with the seed as FlagEmbedding draws its ``train_group_size``
+    """A query with its positives and negatives per JSON line, as FlagEmbedding's fine-tuning files, Tevatron's
+    and mteb's reranking samples hold them (:func:`~embedbench.data.beir.group_texts`): per query one positive
+    and ``data.list_size - 1`` negatives, drawn with the seed as FlagEmbedding draws its ``train_group_size``
     (negatives repeat where a query has fewer)."""
     path = training_file(data_cfg)
     if data_cfg.list_size < 1:
@@ -221,26 +220,6 @@ def query_groups(data_cfg, max_examples: int | None, seed: int) -> Dataset:
         raise at(path, None, "no queries")
     return Dataset.from_dict({"anchor": anchors, "positive": positives,
                               **{f"negative_{i + 1}": column for i, column in enumerate(negatives)}})
-
-
-def group_texts(path: Path | HubTable, lineno: int, record: dict) -> tuple[list[str], list[str]]:
-    """(positives, negatives) of a FlagEmbedding or a Tevatron line; a Tevatron passage is its title and
-    text joined as a BEIR document's."""
-    if "pos" in record:
-        groups = [record["pos"], record.get("neg", [])]
-        if not all(isinstance(texts, list) and all(isinstance(t, str) for t in texts) for texts in groups):
-            raise at(path, lineno, "pos and neg are lists of strings")
-        return groups[0], groups[1]
-    if "positive_passages" in record:
-        groups = [record["positive_passages"], record.get("negative_passages", [])]
-        if not all(isinstance(passages, list) and all(isinstance(p, dict) for p in passages) for passages in groups):
-            raise at(path, lineno, "positive_passages and negative_passages are lists of {title, text} objects")
-        positives, negatives = ([title_and_text(text_field(path, lineno, passage, "title"),
-                                                text_field(path, lineno, passage, "text", empty=False))
-                                 for passage in passages] for passages in groups)
-        return positives, negatives
-    raise at(path, lineno, "expected pos and neg (FlagEmbedding) or positive_passages and negative_passages "
-                           "(Tevatron)")
 
 
 def judged_pairs(data_cfg, max_examples: int | None) -> tuple[BeirDataset, list[tuple[str, str]]]:

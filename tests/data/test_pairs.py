@@ -61,7 +61,7 @@ def test_scored_pairs_of_any_table_by_their_columns(tmp_path):
         scored_pairs(DataConfig(name="s", format="scored_pairs", train=str(sick), min_score=5), None)
 
 
-def test_flagembedding_and_tevatron_groups_give_a_query_a_positive_and_drawn_negatives(tmp_path):
+def test_flagembedding_tevatron_and_mteb_groups_give_a_query_a_positive_and_drawn_negatives(tmp_path):
     from embedbench.data.pairs import query_groups
 
     flag, tevatron = tmp_path / "bge.jsonl", tmp_path / "tevatron.jsonl"
@@ -86,6 +86,9 @@ def test_flagembedding_and_tevatron_groups_give_a_query_a_positive_and_drawn_neg
     assert query_groups(DataConfig(**config, train=str(tevatron)), None, seed=1)["positive"][1] == \
         "Hamlet  Shakespeare wrote it."  # title and text joined as a BEIR document's
     assert query_groups(DataConfig(**config, train=str(flag)), None, seed=1).to_dict() == ours.to_dict()  # seeded
+    mteb = tmp_path / "mteb.jsonl"  # mteb's reranking samples hold the same groups under other keys
+    mteb.write_text("".join(json.dumps({"query": q, "positive": pos, "negative": neg}) + "\n" for q, pos, neg in rows))
+    assert query_groups(DataConfig(**config, train=str(mteb)), None, seed=1).to_dict() == ours.to_dict()
     pairs_only = query_groups(DataConfig(name="g", format="groups", list_size=1, train=str(flag)), None, seed=1)
     assert pairs_only.column_names == ["anchor", "positive"]
     with pytest.raises(EmbedbenchError, match="data.list_size=0: texts per query"):

@@ -102,6 +102,12 @@ def test_mtebs_reranking_samples_score_as_mteb_converts_and_scores_them(minilm, 
     from_hub = build_task("rr", RerankingTaskConfig(name="rr", hub=str(tmp_path / "hub")),
                           DataConfig(name="nli", format="pairs"), Limits(), ())
     assert (from_hub.dataset, from_hub.candidates) == (task.dataset, task.candidates)
+    flag = tmp_path / "flag.jsonl"  # FlagEmbedding's keys for the same samples
+    flag.write_text("".join(json.dumps({"query": s["query"], "pos": s["positive"], "neg": s["negative"]}) + "\n"
+                            for s in samples))
+    from_flag = build_task("rr", RerankingTaskConfig(name="rr", path=str(flag)),
+                           DataConfig(name="nli", format="pairs"), Limits(), ())
+    assert (from_flag.dataset, from_flag.candidates) == (task.dataset, task.candidates)
     reference = mteb_reference.scores(minilm, mteb_reference.reranking_samples_task(samples))
     ours = task.evaluate(scored(encoder))
     assert ours["rr/map_at_1000"] < 0.9  # the halves outrank some positives

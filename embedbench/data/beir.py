@@ -1,6 +1,6 @@
 """BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv; or the corpus and queries as tab-separated
-corpus.tsv and queries.tsv, as MS MARCO ships its collection and queries; any of them may be gzip-compressed
-(``corpus.jsonl.gz``), as large collections are often shared.
+corpus.tsv and queries.tsv, as MS MARCO ships its collection and queries; any of them may be compressed with
+gzip, bzip2 or xz (``corpus.jsonl.gz``), as large collections are often shared.
 
 Where a folder comes from: ``data.root`` if set, else ``$EMBEDBENCH_DATA/beir/<name>``, else the cache, where
 the archive at ``data.url`` (the official BEIR zip) is downloaded, checked against its md5 and unpacked.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
-from embedbench.data.files import data_suffix, jsonl_records, named_records, text_file
+from embedbench.data.files import COMPRESSIONS, data_suffix, jsonl_records, named_records, text_file
 from embedbench.data.tables import Layout, table_rows
 from embedbench.errors import EmbedbenchError, at
 
@@ -115,13 +115,14 @@ def _unquoted(field: str) -> str:
 
 
 def collection_file(root: Path, stem: str) -> Path:
-    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``, each plain or gzip-compressed."""
-    return _first_there([root / f"{stem}{ext}" for ext in (".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")])
+    """``root``'s ``<stem>.jsonl``, else its ``<stem>.tsv``, each plain or compressed."""
+    return _first_there([root / f"{stem}{ext}{packed}" for ext in (".jsonl", ".tsv")
+                         for packed in ("", *COMPRESSIONS)])
 
 
 def qrels_file(root: Path, split: str) -> Path:
-    """``root``'s ``qrels/<split>.tsv``, plain or gzip-compressed."""
-    return _first_there([root / "qrels" / f"{split}{ext}" for ext in (".tsv", ".tsv.gz")])
+    """``root``'s ``qrels/<split>.tsv``, plain or compressed."""
+    return _first_there([root / "qrels" / f"{split}.tsv{packed}" for packed in ("", *COMPRESSIONS)])
 
 
 def _first_there(paths: list[Path]) -> Path:

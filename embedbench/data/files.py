@@ -1,9 +1,11 @@
 """Locating data files (the working folder, $EMBEDBENCH_DATA, the download cache), opening them as text
-(gzip-compressed or not), and reading JSON-lines records."""
+(compressed or not), and reading JSON-lines records."""
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import os
 import zlib
 from collections.abc import Iterator
@@ -43,28 +45,37 @@ def data_file(path: str, key: str, source=None) -> Path:
                           "EMBEDBENCH_DATA=<data folder>")
 
 
+# what a file's last extension says it is compressed with (large collections ship compressed): how to open it,
+# and its name in errors
+COMPRESSIONS = {".gz": (gzip.open, "gzip"), ".bz2": (bz2.open, "bzip2"), ".xz": (lzma.open, "xz")}
+
+
 def data_suffix(path: Path) -> str:
-    """The extension that says a file's format, under a ``.gz`` (``corpus.jsonl.gz``: ``.jsonl``)."""
-    return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    """The extension that says a file's format, under a compression's (``corpus.jsonl.gz``: ``.jsonl``)."""
+    return Path(path.stem).suffix.lower() if path.suffix.lower() in COMPRESSIONS else path.suffix.lower()
 
 
 def _opener(path: Path):
-    return gzip.open if path.suffix.lower() == ".gz" else open
+    return COMPRESSIONS.get(path.suffix.lower(), (open, None))[0]
 
 
 @contextmanager
 def text_file(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """``path`` opened as UTF-8 text, read through gzip where it ends in ``.gz`` (large collections ship
-    compressed), a byte-order mark dropped (Windows editors write one). Bytes that are not UTF-8, or a damaged
-    archive, stop with one line naming the file (and the line) rather than a decoder's traceback."""
+    """``path`` opened as UTF-8 text, decompressed where it ends in ``.gz``, ``.bz2`` or ``.xz``, a byte-order
+    mark dropped (Windows editors write one). Bytes that are not UTF-8, or a damaged archive, stop with one
+    line naming the file (and the line) rather than a decoder's traceback."""
+    compression = COMPRESSIONS.get(path.suffix.lower(), (None, None))[1]
     try:
         with _opener(path)(path, "rt", encoding="utf-8-sig", newline=newline) as fh:
             yield fh
     except UnicodeDecodeError as exc:
         raise at(path, _first_undecodable_line(path), f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
                  "save it as UTF-8") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated download ends in EOFError
-        raise at(path, None, f"not a whole gzip file ({exc})") from None
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        # a truncated download ends in EOFError; a damaged stream is an OSError with no errno (a disk's has one)
+        if compression is None or (isinstance(exc, OSError) and exc.errno is not None):
+            raise
+        raise at(path, None, f"not a whole {compression} file ({exc})") from None
 
 
 def _first_undecodable_line(path: Path) -> int | None:

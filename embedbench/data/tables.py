@@ -1,11 +1,11 @@
 """Texts, labels and scores from table files, with the columns a task reads mapped by name or position.
 
 A file is csv (quoted fields), tsv (tab-separated, no quoting: sentences carry quote characters) or jsonl; its
-format comes from the extension (``.txt`` is tab-separated; ``.gz`` after it is read through gzip) unless the
-task says. Columns given by name mean the first line is the header; columns given by position (0-based) mean
-there is none, unless the task says otherwise. Whatever does not fit (a short row, a score that is no number, a
-text column that holds numbers or a handful of labels, a label column that holds free text) stops with one line
-naming the file, the line and the column: a wrong column never becomes a score.
+format comes from the extension (``.txt`` is tab-separated; a ``.gz``, ``.bz2`` or ``.xz`` after it is
+decompressed) unless the task says. Columns given by name mean the first line is the header; columns given by
+position (0-based) mean there is none, unless the task says otherwise. Whatever does not fit (a short row, a
+score that is no number, a text column that holds numbers or a handful of labels, a label column that holds free
+text) stops with one line naming the file, the line and the column: a wrong column never becomes a score.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The BEIR reader: real files, and the ways real files go wrong."""
+import bz2
 import gzip
 import json
+import lzma
 import re
 
 import pytest
@@ -183,28 +185,32 @@ def test_ms_marco_tsv_corpus_and_queries_read_as_the_beir_folder_they_equal(tmp_
     assert load_beir("x", named, "dev").doc_text("7") == "from the jsonl"  # BEIR's own file comes first
 
 
-def _gzipped(path):
-    """``path`` replaced by its gzip-compressed ``<name>.gz``."""
-    packed = path.with_name(f"{path.name}.gz")
-    packed.write_bytes(gzip.compress(path.read_bytes()))
+def _packed(path, suffix):
+    """``path`` replaced by its ``<name><suffix>``, compressed as the suffix says."""
+    packed = path.with_name(f"{path.name}{suffix}")
+    packed.write_bytes({".gz": gzip, ".bz2": bz2, ".xz": lzma}[suffix].compress(path.read_bytes()))
     path.unlink()
     return packed
 
 
-def test_gzip_compressed_files_read_as_the_plain_folder_they_equal(tmp_path):
+@pytest.mark.parametrize("suffix,name", [(".gz", "gzip"), (".bz2", "bzip2"), (".xz", "xz")])
+def test_compressed_files_read_as_the_plain_folder_they_equal(tmp_path, suffix, name):
     plain = load_beir("x", _msmarco_folder(tmp_path / "plain", 'id\ttitle\ttext\n7\tCats\tThe "cat" studies.\n'
                                            '8\t\tDogs.\n'), "dev")
     tsv = _msmarco_folder(tmp_path / "tsv", 'id\ttitle\ttext\n7\tCats\tThe "cat" studies.\n8\t\tDogs.\n')
     jsonl = beir_folder(tmp_path / "jsonl", plain.corpus, plain.queries, plain.qrels, split="dev")
     for path in (tsv / "corpus.tsv", tsv / "queries.tsv", tsv / "qrels" / "dev.tsv", jsonl / "corpus.jsonl",
                  jsonl / "queries.jsonl"):
-        _gzipped(path)
+        _packed(path, suffix)
     for folder in (tsv, jsonl):
         ds = load_beir("x", folder, "dev")
         assert (ds.corpus, ds.queries, ds.qrels) == (plain.corpus, plain.queries, plain.qrels)
-    packed = jsonl / "corpus.jsonl.gz"
+    packed = jsonl / f"corpus.jsonl{suffix}"
     packed.write_bytes(packed.read_bytes()[:-12])  # a download cut short
-    with pytest.raises(EmbedbenchError, match=r"^\S+corpus\.jsonl\.gz: not a whole gzip file \(Compressed file ended"):
+    with pytest.raises(EmbedbenchError, match=rf"^\S+corpus\.jsonl\{suffix}: not a whole {name} file \("):
+        load_beir("x", jsonl, "dev")
+    packed.write_bytes(b"not compressed at all\n" * 10)
+    with pytest.raises(EmbedbenchError, match=rf"^\S+corpus\.jsonl\{suffix}: not a whole {name} file \("):
         load_beir("x", jsonl, "dev")
 
 

@@ -126,7 +126,8 @@ class _AllLayers(torch.nn.Module):
 def conversion_bytes(model: torch.nn.Module) -> int:
     """About the memory converting ``model`` takes beside the model: the fp32 copy of bf16 weights that
     :meth:`OpenVinoRuntime._convert` traces, and three quarters of the fp32 weights' size for the converter,
-    the compiled model and int8 quantising (``python scripts/bench_conversion.py --memory`` measures up to half)."""
+    the compiled model and int8 quantising (``python scripts/bench_conversion.py --memory`` measured at most
+    half beside the copy)."""
     numel = sum(parameter.numel() for parameter in model.parameters())
     return numel * (4 if next(model.parameters()).dtype == torch.bfloat16 else 0) + numel * 3
 
@@ -181,6 +182,8 @@ def _kept(cache, key: str | None, make: Callable):
     if blob is not None:
         return _deserialised(blob)
     made = make()
+    # the constants' bytes are what the saved weights file will hold: a model the cache would not keep (a 7B
+    # model's 28 GB) is never written out
     if key and cache.keeps(sum(op.get_byte_size() for op in made.get_ops() if op.get_type_name() == "Constant")):
         _keep(cache, key, made)
     return made

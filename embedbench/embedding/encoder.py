@@ -31,9 +31,10 @@ from embedbench.embedding.heads import (
 from embedbench.embedding.long import EXTENSIONS, SAVED_WINDOW, extend_window
 from embedbench.embedding.prompts import pools_prompt
 from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_backend, run_batches, torch_runtime
-from embedbench.embedding.sources import resolve_model_path
+from embedbench.embedding.sources import loaded_bytes, model_folder, resolve_model_path
 from embedbench.embedding.views import SIMILARITIES, ViewSet, build_views
 from embedbench.errors import EmbedbenchError
+from embedbench.memory import available_bytes
 
 log = logging.getLogger("embedbench")
 
@@ -94,6 +95,7 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
     path, local = resolve_model_path(str(name_or_path))
     if local:
         os.environ["HF_HUB_OFFLINE"] = "1"  # local weights must never trigger a hub lookup
+    check_memory(name_or_path, path, local, device, dtype)
     kind = saved_model_type(path)
     if kind != "SentenceTransformer":  # sentence-transformers would load only its transformer, mean-pooled
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: a sentence-transformers {kind}, not a "
@@ -151,6 +153,20 @@ def load_model(name_or_path: str, device: str, max_seq_length: int | None = None
                                   "end-of-sequence token to pad batches with")
         tokenizer.pad_token = tokenizer.eos_token
     return model
+
+
+def check_memory(name_or_path: str, path: str, local: bool, device: str, dtype: str) -> None:
+    """Stop in one line where a model's weights, loaded on the CPU in ``dtype``, would not fit in the memory
+    left, rather than have the kernel kill the run while it loads them."""
+    folder = model_folder(path, local) if device == "cpu" else None
+    if folder is None:
+        return
+    value_bytes = None if dtype == "auto" else WEIGHT_DTYPES[dtype].itemsize
+    need, free = loaded_bytes(folder, value_bytes), available_bytes()
+    if need > free:
+        smaller = "; model.dtype=bf16 halves fp32 weights" if dtype == "fp32" else ""
+        raise EmbedbenchError(f"model.name_or_path={name_or_path}: its weights take {need / 2**30:.1f} GiB as "
+                              f"model.dtype={dtype}, and {free / 2**30:.1f} GiB of memory is available{smaller}")
 
 
 def saved_model_type(path: str) -> str:

@@ -3,6 +3,9 @@
 Kept free of torch so the CLI can check a model folder before the slow imports."""
 from __future__ import annotations
 
+import json
+import math
+import struct
 from pathlib import Path
 
 from embedbench.errors import EmbedbenchError
@@ -27,3 +30,43 @@ def resolve_model_path(name_or_path: str, key: str = "model.name_or_path") -> tu
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:  # a path, not a hub id
         raise EmbedbenchError(f"{key}={name_or_path}: no such folder")
     return name_or_path, False
+
+
+# bytes per value of safetensors' dtypes (the header's names)
+SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+                     "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+FLOATING = {"F64", "F32", "BF16", "F16", "F8_E4M3", "F8_E5M2"}
+
+
+def model_folder(path: str, local: bool) -> Path | None:
+    """The folder holding a model's files: a local one, or a hub model's snapshot already downloaded; None for a
+    hub model not downloaded yet."""
+    if local:
+        return Path(path)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(path, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return None
+
+
+def loaded_bytes(folder: Path, value_bytes: int | None) -> int:
+    """The memory a model's weights take once loaded with floating values of ``value_bytes`` each (None: as
+    stored), from its safetensors headers (nothing read beyond them): the transformer's files in ``folder``,
+    and those of the modules listed in its ``modules.json``."""
+    modules = folder / "modules.json"
+    folders = {folder} | ({folder / entry.get("path", "") for entry in json.loads(modules.read_text())}
+                          if modules.is_file() else set())
+    total = 0
+    for file in (file for place in folders for file in sorted(place.glob("*.safetensors"))):
+        with file.open("rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                stored = SAFETENSORS_BYTES.get(tensor["dtype"], 4)
+                each = value_bytes if value_bytes and tensor["dtype"] in FLOATING else stored
+                total += math.prod(tensor["shape"]) * each
+    return total

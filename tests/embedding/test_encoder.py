@@ -116,6 +116,37 @@ def test_weights_load_in_fp32_whatever_the_checkpoint_holds_unless_asked(tiny_mo
     assert next(load_model(str(tmp_path / "bf16"), "cpu").parameters()).dtype == torch.float32  # the default
 
 
+def test_weights_that_would_not_fit_in_the_memory_left_are_refused_before_loading(tiny_model_path, tmp_path):
+    import json
+    import shutil
+    import struct
+
+    from embedbench.embedding.encoder import load_model
+    from embedbench.embedding.sources import loaded_bytes
+    from embedbench.errors import EmbedbenchError
+
+    def headers_only(path, tensors):  # a safetensors header declaring the tensors, with no data behind it
+        header = json.dumps({name: {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]}
+                             for name, (dtype, shape) in tensors.items()}).encode()
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+    folder = tmp_path / "huge"
+    shutil.copytree(tiny_model_path, folder)
+    headers_only(folder / "model.safetensors", {"w": ("BF16", [1000, 10]), "ids": ("I64", [5])})
+    headers_only(folder / "1_Pooling" / "extra.safetensors", {"p": ("F32", [10])})  # a module's own file
+    headers_only(folder / "checkpoint-9" / "model.safetensors", {"w": ("F32", [10 ** 6])})  # no module: not read
+    assert loaded_bytes(folder, None) == 20000 + 40 + 40
+    assert loaded_bytes(folder, 4) == 40000 + 40 + 40 and loaded_bytes(folder, 2) == 20000 + 40 + 20
+    headers_only(folder / "model.safetensors", {"w": ("BF16", [1 << 22, 1 << 22])})  # 16T values
+    with pytest.raises(EmbedbenchError, match=r"^model.name_or_path=\S+huge: its weights take 65536.0 GiB as "
+                                              r"model.dtype=fp32, and \d+\.\d GiB of memory is available; "
+                                              r"model.dtype=bf16 halves fp32 weights$"):
+        load_model(str(folder), "cpu")
+    with pytest.raises(EmbedbenchError, match=r"its weights take 32768.0 GiB as model.dtype=auto, and .*available$"):
+        load_model(str(folder), "cpu", dtype="auto")
+
+
 @pytest.mark.parametrize("kind", ["SparseEncoder", "CrossEncoder"])
 def test_a_sparse_or_cross_encoder_is_refused_not_scored_as_its_bare_transformer(tiny_model_path, tmp_path, kind):
     import json

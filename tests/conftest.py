@@ -23,6 +23,15 @@ def encoder(minilm):
 
 
 @pytest.fixture(scope="session")
+def embeddings(tmp_path_factory):
+    """One embedding cache for the suite: a test that scores a slice another test (or it) already encoded with
+    the same weights reads the embeddings back instead of encoding them again."""
+    from embedbench.embedding.cache import EmbeddingCache
+
+    return EmbeddingCache(tmp_path_factory.mktemp("embeddings"), 1 << 30)
+
+
+@pytest.fixture(scope="session")
 def scifact_slice(tmp_path_factory):
     """A real SciFact slice (train + test qrels) small enough to train and score in seconds."""
     from embedbench.data.beir import load_beir, subsample

@@ -29,14 +29,16 @@ def beir_folder(folder: Path, corpus: dict, queries: dict, qrels: dict, split: s
     return write_beir(folder, BeirDataset(folder.name, corpus, queries, qrels), split)
 
 
-def scored(encoder, views=None, batch_size: int = 16):
-    """``encoder``'s views (default: the full view) as tasks score them, fp32 as mteb encodes, no cache."""
+def scored(encoder, views=None, batch_size: int = 16, cache=None):
+    """``encoder``'s views (default: the full view) as tasks score them, fp32 as mteb encodes; with ``cache``
+    (the suite's ``embeddings``), texts it already holds are read back."""
     from embedbench.config import EncodeConfig, ViewsConfig
     from embedbench.embedding.embedder import Embedder
     from embedbench.models import EncoderModel
 
     views = views or encoder.views(ViewsConfig())
-    return EncoderModel(Embedder(encoder, views.layers, EncodeConfig(batch_size=batch_size, precision="fp32")), views)
+    embedder = Embedder(encoder, views.layers, EncodeConfig(batch_size=batch_size, precision="fp32"), cache)
+    return EncoderModel(embedder, views)
 
 
 def mlflow_runs(cwd: Path, experiment: str = "embedbench") -> list:

@@ -244,15 +244,15 @@ def test_the_trainer_prompts_anchors_as_queries_and_the_rest_as_documents():
 
 
 @needs_data
-def test_retrieval_with_prompts_equals_mteb_with_the_model_s_prompts(encoder):
+def test_retrieval_with_prompts_equals_mteb_with_the_model_s_prompts(encoder, embeddings):
     ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
     prompted = load_model("default", "cpu")
     prompted.prompts = {"query": "query: ", "document": "passage: "}
     reference = mteb_reference.scores(prompted, mteb_reference.retrieval_task(ds))
-    plain = scored(encoder)
+    plain = scored(encoder, cache=embeddings)
     model = EncoderModel(plain.embedder, plain.views, resolve_prompts(prompted, PromptsConfig(), None))
     ours = RetrievalTask("scifact", ds, ["ndcg_at_10", "mrr_at_10"]).evaluate(model)
-    unprompted = RetrievalTask("scifact", ds, ["ndcg_at_10"]).evaluate(plain)
+    unprompted = RetrievalTask("scifact", ds, ["ndcg_at_10"]).evaluate(plain)  # read back if already encoded
     assert ours["scifact/ndcg_at_10"] == pytest.approx(reference["ndcg_at_10"], abs=5e-5)
     assert ours["scifact/mrr_at_10"] == pytest.approx(reference["mrr_at_10"], abs=5e-5)
     assert abs(ours["scifact/ndcg_at_10"] - unprompted["scifact/ndcg_at_10"]) > 1e-4  # the prompts took effect

@@ -318,21 +318,28 @@ def test_a_model_too_large_to_convert_in_the_memory_left_is_refused_before_it_is
     assert conversion_bytes(model.float()) == 3 * numel  # fp32 weights are traced as they are
 
 
-def test_a_conversion_over_half_the_cache_bound_is_not_even_saved(tiny_model, tmp_path, monkeypatch):
+def test_a_conversion_over_half_the_cache_bound_is_not_even_saved(tmp_path, monkeypatch):
+    import numpy as np
     import openvino
+    import openvino.opset13 as ops
 
     from embedbench.embedding.cache import EmbeddingCache
-    from embedbench.embedding.encoder import LayerEncoder
+    from embedbench.embedding.runtimes import _kept
 
-    encoder = LayerEncoder(tiny_model)
     saved = []
     save = openvino.save_model
     monkeypatch.setattr(openvino, "save_model", lambda *a, **k: saved.append(1) or save(*a, **k))
-    weights = sum(p.numel() for p in encoder.model.parameters()) * 4
-    encoder.runtime("bf16", "openvino", cache=EmbeddingCache(tmp_path / "small", weights), weights_key="w")
+    x = ops.parameter([-1, 256], np.float32)
+    graph = openvino.Model([ops.matmul(x, ops.constant(np.ones((256, 256), np.float32)), False, False)], [x])
+    weights = 256 * 256 * 4
+    assert _kept(EmbeddingCache(tmp_path / "small", 2 * weights - 2), "k", lambda: graph) is graph
     assert not saved and not list(tmp_path.rglob("*.ov"))  # a 7B model is not written to a temporary folder
-    encoder.runtime("bf16", "openvino", cache=EmbeddingCache(tmp_path / "large", 3 * weights), weights_key="w")
+    large = EmbeddingCache(tmp_path / "large", 3 * weights)
+    _kept(large, "k", lambda: graph)
     assert len(saved) == 1 and len(list(tmp_path.rglob("*.ov"))) == 1
+    kept = _kept(large, "k", lambda: pytest.fail("converted again"))
+    [constant] = [op for op in kept.get_ops() if op.get_type_name() == "Constant"]
+    assert constant.get_data().sum() == 256 * 256  # the weights read back
 
 
 def test_int8_quantises_the_conversion_kept_by_a_bf16_run_and_keeps_what_it_quantised(encoder, tmp_path,

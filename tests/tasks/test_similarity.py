@@ -40,16 +40,17 @@ def dot_model(tmp_path_factory):
 
 
 @needs_data
-def test_dot_product_retrieval_equals_mteb_and_differs_from_cosine(dot_model):
+def test_dot_product_retrieval_equals_mteb_and_differs_from_cosine(dot_model, embeddings):
     model, encoder = dot_model
     assert (encoder.similarity, encoder.unit_length) == ("dot", False)
     ds = subsample(load_beir("scifact", SCIFACT, "test"), 25, 250, seed=7)
     reference = mteb_reference.scores(model, mteb_reference.retrieval_task(ds))
     views = encoder.views(ViewsConfig(dims=[384, 64]))
-    ours = RetrievalTask("scifact", ds, METRICS).evaluate(scored(encoder, views))
+    ours = RetrievalTask("scifact", ds, METRICS).evaluate(scored(encoder, views, cache=embeddings))
     for metric in METRICS:
         assert ours[f"scifact/{metric}"] == pytest.approx(reference[metric], abs=5e-5), metric
-    cosine = RetrievalTask("scifact", ds, METRICS).evaluate(scored(encoder, replace(views, similarity="cosine")))
+    cosine = RetrievalTask("scifact", ds, METRICS).evaluate(  # the same embeddings, read back
+        scored(encoder, replace(views, similarity="cosine"), cache=embeddings))
     assert abs(cosine["scifact/ndcg_at_10"] - ours["scifact/ndcg_at_10"]) > 1e-3  # the two rank differently
 
 

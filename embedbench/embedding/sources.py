@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from pathlib import Path
 
 from embedbench.errors import EmbedbenchError
@@ -59,14 +58,14 @@ def loaded_bytes(folder: Path, value_bytes: int | None) -> int:
     modules = folder / "modules.json"
     folders = {folder} | ({folder / entry.get("path", "") for entry in json.loads(modules.read_text())}
                           if modules.is_file() else set())
+    from safetensors import safe_open
+
     total = 0
     for file in (file for place in folders for file in sorted(place.glob("*.safetensors"))):
-        with file.open("rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, tensor in header.items():
-            if name != "__metadata__":
-                stored = SAFETENSORS_BYTES.get(tensor["dtype"], 4)
-                each = value_bytes if value_bytes and tensor["dtype"] in FLOATING else stored
-                total += math.prod(tensor["shape"]) * each
+        with safe_open(file, "np") as weights:  # maps the file; only the header is read
+            for name in weights.keys():
+                tensor = weights.get_slice(name)
+                dtype = tensor.get_dtype()
+                each = value_bytes if value_bytes and dtype in FLOATING else SAFETENSORS_BYTES.get(dtype, 4)
+                total += math.prod(tensor.get_shape()) * each
     return total

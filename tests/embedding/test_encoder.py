@@ -118,6 +118,7 @@ def test_weights_load_in_fp32_whatever_the_checkpoint_holds_unless_asked(tiny_mo
 
 def test_weights_that_would_not_fit_in_the_memory_left_are_refused_before_loading(tiny_model_path, tmp_path):
     import json
+    import math
     import shutil
     import struct
 
@@ -125,11 +126,16 @@ def test_weights_that_would_not_fit_in_the_memory_left_are_refused_before_loadin
     from embedbench.embedding.sources import loaded_bytes
     from embedbench.errors import EmbedbenchError
 
-    def headers_only(path, tensors):  # a safetensors header declaring the tensors, with no data behind it
-        header = json.dumps({name: {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]}
-                             for name, (dtype, shape) in tensors.items()}).encode()
+    def headers_only(path, tensors):  # a safetensors file whose data is a hole: sparse, it takes no disk
+        header, start = {}, 0
+        for name, (dtype, shape) in tensors.items():
+            end = start + math.prod(shape) * {"BF16": 2, "F32": 4, "I64": 8}[dtype]
+            header[name], start = {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}, end
+        encoded = json.dumps(header).encode()
         path.parent.mkdir(exist_ok=True)
-        path.write_bytes(struct.pack("<Q", len(header)) + header)
+        with path.open("wb") as fh:
+            fh.write(struct.pack("<Q", len(encoded)) + encoded)
+            fh.truncate(8 + len(encoded) + start)
 
     folder = tmp_path / "huge"
     shutil.copytree(tiny_model_path, folder)
@@ -138,12 +144,12 @@ def test_weights_that_would_not_fit_in_the_memory_left_are_refused_before_loadin
     headers_only(folder / "checkpoint-9" / "model.safetensors", {"w": ("F32", [10 ** 6])})  # no module: not read
     assert loaded_bytes(folder, None) == 20000 + 40 + 40
     assert loaded_bytes(folder, 4) == 40000 + 40 + 40 and loaded_bytes(folder, 2) == 20000 + 40 + 20
-    headers_only(folder / "model.safetensors", {"w": ("BF16", [1 << 22, 1 << 22])})  # 16T values
-    with pytest.raises(EmbedbenchError, match=r"^model.name_or_path=\S+huge: its weights take 65536.0 GiB as "
+    headers_only(folder / "model.safetensors", {"w": ("BF16", [1 << 21, 1 << 20])})  # 2T values
+    with pytest.raises(EmbedbenchError, match=r"^model.name_or_path=\S+huge: its weights take 8192.0 GiB as "
                                               r"model.dtype=fp32, and \d+\.\d GiB of memory is available; "
                                               r"model.dtype=bf16 halves fp32 weights$"):
         load_model(str(folder), "cpu")
-    with pytest.raises(EmbedbenchError, match=r"its weights take 32768.0 GiB as model.dtype=auto, and .*available$"):
+    with pytest.raises(EmbedbenchError, match=r"its weights take 4096.0 GiB as model.dtype=auto, and .*available$"):
         load_model(str(folder), "cpu", dtype="auto")
 
 

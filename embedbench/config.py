@@ -387,8 +387,9 @@ class RerankingTaskConfig(TaskConfig):
     type: str = "reranking"
     # with a BEIR folder (root, else data=): query-id <tab> corpus-id per line; relative to the folder, or absolute
     candidates: str | None = None
-    # instead of a folder and candidates: mteb's reranking samples, {"query", "positive": [text, ...],
-    # "negative": [...]} per jsonl line, the format of its v1 reranking sets (SciDocsRR...);
+    # instead of a folder and candidates: reranking samples, a query with its positive and negative texts per
+    # jsonl line, as mteb's v1 reranking sets (SciDocsRR...) hold them, {"query", "positive": [text, ...],
+    # "negative": [...]} (FlagEmbedding's pos / neg and Tevatron's passages too);
     # with hub set, the split it names (null: test) of that Hugging Face dataset (or a folder save_to_disk wrote)
     path: str | None = None
     hub: str | None = None

@@ -1,7 +1,9 @@
 """How much memory this process can still take: the machine's available memory, within the limit of its
-memory cgroup (a Slurm job's, a container's), which is where the kernel kills a process first."""
+memory cgroup (a Slurm job's, a container's), which is where the kernel kills a process first, and shared
+with the other processes torchrun started beside it."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # per cgroup version: the limit, the usage, and the usage's reclaimable part (file pages not recently used)
@@ -11,11 +13,24 @@ UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded 2^63
 
 
 def available_bytes() -> int:
+    """This process's share of the memory left: torchrun's processes on one machine each load and convert
+    their own copy of the model, all at the same time, so each sees the whole before any has taken its part."""
     import psutil
 
     free = psutil.virtual_memory().available
     room = cgroup_room()
-    return free if room is None else min(free, room)
+    return (free if room is None else min(free, room)) // processes_here()
+
+
+def processes_here() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def available_text(free: int) -> str:
+    """``free`` (from :func:`available_bytes`) as an error message gives it."""
+    shared = processes_here()
+    return f"{free / 2**30:.1f} GiB of memory is available" + \
+        (f" to each of the {shared} processes on this machine" if shared > 1 else "")
 
 
 def cgroup_room(proc: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")) -> int | None:

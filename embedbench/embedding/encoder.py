@@ -34,7 +34,7 @@ from embedbench.embedding.runtimes import OpenVinoRuntime, Runtime, resolve_back
 from embedbench.embedding.sources import loaded_bytes, model_folder, resolve_model_path
 from embedbench.embedding.views import SIMILARITIES, ViewSet, build_views
 from embedbench.errors import EmbedbenchError
-from embedbench.memory import available_bytes
+from embedbench.memory import available_bytes, available_text
 
 log = logging.getLogger("embedbench")
 
@@ -166,7 +166,7 @@ def check_memory(name_or_path: str, path: str, local: bool, device: str, dtype: 
     if need > free:
         smaller = "; model.dtype=bf16 halves fp32 weights" if dtype == "fp32" else ""
         raise EmbedbenchError(f"model.name_or_path={name_or_path}: its weights take {need / 2**30:.1f} GiB as "
-                              f"model.dtype={dtype}, and {free / 2**30:.1f} GiB of memory is available{smaller}")
+                              f"model.dtype={dtype}, and {available_text(free)}{smaller}")
 
 
 def saved_model_type(path: str) -> str:

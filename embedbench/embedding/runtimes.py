@@ -29,7 +29,7 @@ import torch
 
 from embedbench.embedding.cache import code_fingerprint
 from embedbench.errors import EmbedbenchError
-from embedbench.memory import available_bytes
+from embedbench.memory import available_bytes, available_text
 
 Runtime = Callable[[dict], Sequence[torch.Tensor]]
 
@@ -262,7 +262,7 @@ class OpenVinoRuntime:
         need, free = conversion_bytes(model), available_bytes()
         if need > free:  # rather than the kernel killing the job halfway through the conversion
             raise UnconvertibleModel(f"converting {type(model).__name__} takes about {need / 2**30:.1f} GiB of "
-                                     f"memory, and {free / 2**30:.1f} GiB is available")
+                                     f"memory, and {available_text(free)}")
         original = model
         if next(model.parameters()).dtype == torch.bfloat16:
             # the converter misreads bf16 weights (MiniLM's first layer came out at cosine 0.73 to torch's);

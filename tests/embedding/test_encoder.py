@@ -116,41 +116,64 @@ def test_weights_load_in_fp32_whatever_the_checkpoint_holds_unless_asked(tiny_mo
     assert next(load_model(str(tmp_path / "bf16"), "cpu").parameters()).dtype == torch.float32  # the default
 
 
-def test_weights_that_would_not_fit_in_the_memory_left_are_refused_before_loading(tiny_model_path, tmp_path):
+def sparse_safetensors(path, tensors):
+    """A safetensors file whose data is a hole: any size, and it takes no disk."""
     import json
     import math
-    import shutil
     import struct
+
+    header, start = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        end = start + math.prod(shape) * {"BF16": 2, "F32": 4, "I64": 8}[dtype]
+        header[name], start = {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}, end
+    encoded = json.dumps(header).encode()
+    path.parent.mkdir(exist_ok=True)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(encoded)) + encoded)
+        fh.truncate(8 + len(encoded) + start)
+
+
+def test_weights_that_would_not_fit_in_the_memory_left_are_refused_before_loading(tiny_model_path, tmp_path):
+    import shutil
 
     from embedbench.embedding.encoder import load_model
     from embedbench.embedding.sources import loaded_bytes
     from embedbench.errors import EmbedbenchError
 
-    def headers_only(path, tensors):  # a safetensors file whose data is a hole: sparse, it takes no disk
-        header, start = {}, 0
-        for name, (dtype, shape) in tensors.items():
-            end = start + math.prod(shape) * {"BF16": 2, "F32": 4, "I64": 8}[dtype]
-            header[name], start = {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}, end
-        encoded = json.dumps(header).encode()
-        path.parent.mkdir(exist_ok=True)
-        with path.open("wb") as fh:
-            fh.write(struct.pack("<Q", len(encoded)) + encoded)
-            fh.truncate(8 + len(encoded) + start)
-
     folder = tmp_path / "huge"
     shutil.copytree(tiny_model_path, folder)
-    headers_only(folder / "model.safetensors", {"w": ("BF16", [1000, 10]), "ids": ("I64", [5])})
-    headers_only(folder / "1_Pooling" / "extra.safetensors", {"p": ("F32", [10])})  # a module's own file
-    headers_only(folder / "checkpoint-9" / "model.safetensors", {"w": ("F32", [10 ** 6])})  # no module: not read
+    sparse_safetensors(folder / "model.safetensors", {"w": ("BF16", [1000, 10]), "ids": ("I64", [5])})
+    sparse_safetensors(folder / "1_Pooling" / "extra.safetensors", {"p": ("F32", [10])})  # a module's own file
+    sparse_safetensors(folder / "checkpoint-9" / "model.safetensors", {"w": ("F32", [10 ** 6])})  # no module: not read
     assert loaded_bytes(folder, None) == 20000 + 40 + 40
     assert loaded_bytes(folder, 4) == 40000 + 40 + 40 and loaded_bytes(folder, 2) == 20000 + 40 + 20
-    headers_only(folder / "model.safetensors", {"w": ("BF16", [1 << 21, 1 << 20])})  # 2T values
+    sparse_safetensors(folder / "model.safetensors", {"w": ("BF16", [1 << 21, 1 << 20])})  # 2T values
     with pytest.raises(EmbedbenchError, match=r"^model.name_or_path=\S+huge: its weights take 8192.0 GiB as "
                                               r"model.dtype=fp32, and \d+\.\d GiB of memory is available; "
                                               r"model.dtype=bf16 halves fp32 weights$"):
         load_model(str(folder), "cpu")
     with pytest.raises(EmbedbenchError, match=r"its weights take 4096.0 GiB as model.dtype=auto, and .*available$"):
         load_model(str(folder), "cpu", dtype="auto")
+
+
+def test_processes_torchrun_starts_on_one_machine_share_its_memory(tiny_model_path, tmp_path, monkeypatch):
+    import shutil
+
+    from embedbench.embedding.encoder import check_memory
+    from embedbench.errors import EmbedbenchError
+    from embedbench.memory import available_bytes
+
+    folder = tmp_path / "large"
+    shutil.copytree(tiny_model_path, folder)
+    alone = available_bytes()
+    sparse_safetensors(folder / "model.safetensors", {"w": ("F32", [int(alone * 0.6) // 4])})  # 60 % of it
+    check_memory("large", str(folder), True, "cpu", "fp32")  # one process: it fits
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun --nproc_per_node=2 sets it
+    assert abs(available_bytes() - alone // 2) < alone * 0.05
+    with pytest.raises(EmbedbenchError, match=r"^model.name_or_path=large: its weights take \d+\.\d GiB as "
+                                              r"model.dtype=fp32, and \d+\.\d GiB of memory is available to "
+                                              r"each of the 2 processes on this machine; model.dtype=bf16"):
+        check_memory("large", str(folder), True, "cpu", "fp32")
 
 
 @pytest.mark.parametrize("kind", ["SparseEncoder", "CrossEncoder"])

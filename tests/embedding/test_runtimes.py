@@ -313,7 +313,7 @@ def test_a_model_too_large_to_convert_in_the_memory_left_is_refused_before_it_is
     assert conversion_bytes(model) == 7 * numel > available_bytes()  # its fp32 copy, and room to convert
     example = {"input_ids": torch.tensor([[101, 102]]), "attention_mask": torch.tensor([[1, 1]])}
     with pytest.raises(UnconvertibleModel, match=r"^encode.backend=openvino: converting BertModel takes about "
-                                                 r"\d+\.\d GiB of memory, and \d+\.\d GiB is available; "):
+                                                 r"\d+\.\d GiB of memory, and \d+\.\d GiB of memory is available; "):
         OpenVinoRuntime(model, {"input_ids", "attention_mask"}, example, "bf16")
     assert conversion_bytes(model.float()) == 3 * numel  # fp32 weights are traced as they are
 

@@ -121,8 +121,15 @@ def collection_file(root: Path, stem: str) -> Path:
 
 
 def qrels_file(root: Path, split: str) -> Path:
-    """``root``'s ``qrels/<split>.tsv``, plain or compressed."""
-    return _first_there([root / "qrels" / f"{split}.tsv{packed}" for packed in ("", *COMPRESSIONS)])
+    """``root``'s ``qrels/<split>.tsv``, plain or compressed; where there is none, one line naming the splits
+    the folder does judge."""
+    path = _first_there([root / "qrels" / f"{split}.tsv{packed}" for packed in ("", *COMPRESSIONS)])
+    if not path.is_file():
+        judged = sorted({Path(file.stem if file.suffix.lower() in COMPRESSIONS else file.name).stem
+                         for file in path.parent.glob("*.tsv*") if data_suffix(file) == ".tsv"})
+        raise at(path, None, f"file not found; the splits judged here are {', '.join(judged)}" if judged else
+                 "file not found (is the split name right?)")
+    return path
 
 
 def _first_there(paths: list[Path]) -> Path:
@@ -190,8 +197,6 @@ def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int
     """query-id, corpus-id, score; tab-separated, a header line under any names, CRLF tolerated; or TREC's
     qrels (query-id, iteration, corpus-id, grade; tabs or spaces, as MS MARCO's and TREC DL's ship). Given
     ``queries`` and ``corpus``, judgements that name something outside them go as :func:`judgements` says."""
-    if not path.is_file():
-        raise at(path, None, "file not found (is the split name right?)")
     rows = []
     with text_file(path, newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
@@ -352,9 +357,10 @@ def load_collection(collection, split: str, key: str = "data", root: Path | None
 
 
 def load_beir(name: str, root: Path, split: str) -> BeirDataset:
+    judged = qrels_file(root, split)  # before the corpus: a wrong split stops at once, not after 8M documents
     corpus = load_corpus(collection_file(root, "corpus"))
     queries = load_queries(collection_file(root, "queries"))
-    qrels = load_qrels(qrels_file(root, split), queries, corpus)
+    qrels = load_qrels(judged, queries, corpus)
     queries = {qid: queries[qid] for qid in qrels}
     return BeirDataset(name, corpus, queries, qrels)
 

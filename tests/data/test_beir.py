@@ -78,8 +78,15 @@ def test_missing_file_is_named(tiny):
         load_beir("tiny", tiny, "test")
 
 
-def test_missing_split_is_named(tiny):
-    with pytest.raises(EmbedbenchError, match=r"qrels/dev\.tsv: file not found"):
+def test_a_missing_split_is_named_with_the_splits_the_folder_judges_before_the_corpus_is_read(tiny):
+    (tiny / "qrels" / "train.tsv.gz").write_bytes(gzip.compress((tiny / "qrels" / "test.tsv").read_bytes()))
+    (tiny / "corpus.jsonl").write_text("not json\n")  # read after the split is found, it would stop the load
+    with pytest.raises(EmbedbenchError, match=r"qrels/dev\.tsv: file not found; the splits judged here are "
+                                              r"test, train$"):
+        load_beir("tiny", tiny, "dev")
+    for split in ("test", "train"):
+        (tiny / "qrels" / f"{split}.tsv{'.gz' if split == 'train' else ''}").unlink()
+    with pytest.raises(EmbedbenchError, match=r"qrels/dev\.tsv: file not found \(is the split name right\?\)$"):
         load_beir("tiny", tiny, "dev")
 
 

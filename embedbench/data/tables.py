@@ -95,17 +95,24 @@ def table_rows(path: Path, columns: dict[str, Column], layout: Layout) -> Iterat
             if not any(field.strip() for field in row):
                 continue
             if index is None:
-                index = _positions(path, columns, row if header else None)
+                index = _positions(path, columns, row if header else None, _format_hint(kind, row))
                 if header:
                     continue
             wanted = max(index.values()) + 1
             if len(row) < wanted:
                 raise at(path, lineno, f"{len(row)} field(s); column {_label(columns, index, wanted - 1)} "
-                                       f"needs at least {wanted}")
+                                       f"needs at least {wanted}{_format_hint(kind, row)}")
             yield lineno, {role: row[i] for role, i in index.items()}
 
 
-def _positions(path: Path, columns: dict[str, Column], names: list[str] | None) -> dict[str, int]:
+def _format_hint(kind: str, row: list[str]) -> str:
+    """For a CSV row read whole as one field that holds tabs, the format that reads it (STS Benchmark's ``.csv``
+    files are tab-separated); not the reverse, as texts hold commas."""
+    return "; its fields are split by tabs: format: tsv" if kind == "csv" and len(row) == 1 and "\t" in row[0] \
+        else ""
+
+
+def _positions(path: Path, columns: dict[str, Column], names: list[str] | None, hint: str = "") -> dict[str, int]:
     index = {}
     for role, column in columns.items():
         if isinstance(column, int):
@@ -113,7 +120,7 @@ def _positions(path: Path, columns: dict[str, Column], names: list[str] | None) 
         elif names is None:
             raise at(path, None, f"column {column!r} is a name, but the file is read without a header")
         elif column not in names:
-            raise at(path, 1, f"header has no column {column!r} (columns: {', '.join(names)})")
+            raise at(path, 1, f"header has no column {column!r} (columns: {', '.join(names)}){hint}")
         else:
             index[role] = names.index(column)
     return index

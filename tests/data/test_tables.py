@@ -124,11 +124,23 @@ def test_labels_and_texts_swapped_are_refused(tmp_path):
     ("text,category\nhello,a\nbye\n", r"train\.csv:3: 1 field\(s\); column 'category' needs at least 2"),
     ("words,category\nhello,a\n", r"train\.csv:1: header has no column 'text'"),
     ("text,category\n", r"train\.csv: no rows"),
+    ("text\tcategory\nhello\ta\n", r"train\.csv:1: header has no column 'text' \(columns: text\tcategory\); its "
+                                    r"fields are split by tabs: format: tsv$"),
 ])
 def test_bad_classification_table_is_named(tmp_path, content, message):
     (tmp_path / "train.csv").write_text(content)
     with pytest.raises(EmbedbenchError, match=message):
         read_labelled(tmp_path / "train.csv", "text", "category")
+
+
+def test_a_tab_separated_csv_file_read_as_csv_is_told_its_format(tmp_path):
+    path = tmp_path / "sts-test.csv"  # STS Benchmark's layout: a .csv name, tab-separated, no header
+    path.write_text("main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\tA girl is brushing "
+                    "her hair.\nmain-captions\tMSRvid\t2012test\t0033\t3.600\tMen play soccer.\tBoys play soccer.\n")
+    with pytest.raises(EmbedbenchError, match=r"sts-test\.csv:1: 1 field\(s\); column 6 needs at least 7; its fields "
+                                              r"are split by tabs: format: tsv$"):
+        read_scored_pairs(path, 5, 6, 4)
+    assert read_scored_pairs(path, 5, 6, 4, Layout("tsv")).scores == [2.5, 3.6]
 
 
 def test_bad_pair_label_and_misaligned_clustering_files_are_named(tmp_path):

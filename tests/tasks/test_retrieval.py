@@ -1,6 +1,7 @@
 """Retrieval scores: by hand on tiny examples, equal to mteb's on a real slice, one metric set per view
 and index variant."""
 import math
+import random
 
 import pytest
 
@@ -39,10 +40,17 @@ def test_unknown_metric_is_refused():
 
 
 @needs_data
-def test_retrieval_equals_mteb_on_scifact_slice(minilm, encoder):
+def test_retrieval_equals_mteb_on_scifact_slice_with_graded_judgements(minilm, encoder):
+    """SciFact's judgements made graded as most BEIR sets' are: grades 1-3, documents judged 0 (TREC-COVID's
+    pools) and a negative grade (Touche's)."""
     ds = subsample(load_beir("scifact", SCIFACT, "test"), 25, 250, seed=7)
+    rng, docs = random.Random(0), sorted(ds.corpus)
+    for judged in ds.qrels.values():
+        judged.update({doc: rng.choice([1, 2, 3]) for doc in judged})
+        judged.update({doc: 0 for doc in rng.sample(docs, 3) if doc not in judged})
+    ds.qrels[min(ds.qrels)][next(doc for doc in docs if doc not in ds.qrels[min(ds.qrels)])] = -1
     reference = mteb_reference.scores(minilm, mteb_reference.retrieval_task(ds))
-    metrics = ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100"]
+    metrics = ["ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_100", "precision_at_5", "recall_at_10"]
     ours = RetrievalTask("scifact", ds, metrics).evaluate(scored(encoder))
     for metric in metrics:
         assert ours[f"scifact/{metric}"] == pytest.approx(reference[metric], abs=5e-5), metric

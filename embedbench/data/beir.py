@@ -76,9 +76,11 @@ def resolve_root(name: str, root: str | None, url: str | None = None, md5: str |
 
 ID_NAMES = ("id", "_id", "docid", "doc_id", "pid", "qid", "query_id", "query-id", "corpus-id")
 TEXT_NAMES = ("text", "passage", "contents", "body", "query", "question")
-# a tab-separated file's columns: by a first line naming them, else by how many there are (id and text: MS
-# MARCO's collection.tsv and queries.*.tsv; three, title included, come in either order, so need the names)
-TSV_COLUMNS = {"_id": ID_NAMES, "text": TEXT_NAMES, "title": ("title",)}
+# what a corpus or queries file may call each field: a tab-separated file's first line, or a jsonl file's
+# keys (BEIR's _id, Pyserini's id and contents, Tevatron's docid); a tab-separated file with no such line
+# is told by its column count (id and text: MS MARCO's collection.tsv and queries.*.tsv; three, title
+# included, come in either order, so need the names)
+FIELD_NAMES = {"_id": ID_NAMES, "text": TEXT_NAMES, "title": ("title",)}
 TSV_LAYOUTS = {2: ("_id", "text")}
 
 
@@ -93,14 +95,14 @@ def tsv_records(path: Path) -> Iterable[tuple[int, dict[str, str]]]:
     row = first.rstrip("\r\n").split("\t")
     header = [name.strip().lower() for name in row]
     named = {field: next((row[header.index(name)] for name in names if name in header), None)
-             for field, names in TSV_COLUMNS.items()}
+             for field, names in FIELD_NAMES.items()}
     if named["_id"] is not None and named["text"] is not None:
         columns, has_header = {field: name for field, name in named.items() if name is not None}, True
     elif len(row) in TSV_LAYOUTS:
         columns, has_header = {field: i for i, field in enumerate(TSV_LAYOUTS[len(row)])}, False
     else:
         raise at(path, lineno, f"{len(row)} columns and no first line naming them, e.g. "
-                 f"{', '.join(names[0] for names in TSV_COLUMNS.values())} (tab-separated, in any order)")
+                 f"{', '.join(names[0] for names in FIELD_NAMES.values())} (tab-separated, in any order)")
     for lineno, record in table_rows(path, columns, Layout("tsv", has_header)):
         yield lineno, {field: _unquoted(value) for field, value in record.items()}
 
@@ -139,8 +141,8 @@ def _first_there(paths: list[Path]) -> Path:
 
 
 def load_corpus(path: Path) -> dict[str, dict[str, str]]:
-    def document(lineno: int, rec: dict) -> dict[str, str]:
-        return {field: text_field(path, lineno, rec, field) for field in ("title", "text")}
+    def document(lineno: int, rec: dict, names: dict[str, str]) -> dict[str, str]:
+        return {field: text_field(path, lineno, rec, names[field]) for field in ("title", "text")}
 
     corpus = records_by_id(path, "document", document)
     if not corpus:
@@ -149,24 +151,37 @@ def load_corpus(path: Path) -> dict[str, dict[str, str]]:
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    return records_by_id(path, "query", lambda lineno, rec: text_field(path, lineno, rec, "text", empty=False))
+    return records_by_id(path, "query", lambda lineno, rec, names: text_field(path, lineno, rec, names["text"],
+                                                                              empty=False))
 
 
 def records_by_id(path: Path, what: str, read) -> dict:
-    """{_id: read(line number, record)} over a jsonl or tsv file; an id met again replaces the earlier record, as
-    BEIR's reader takes it, with a warning."""
+    """{id: read(line number, record, the record's name of each field)} over a jsonl or tsv file; an id met
+    again replaces the earlier record, as BEIR's reader takes it, with a warning."""
     found, repeated = {}, []
-    records = tsv_records(path) if data_suffix(path) == ".tsv" else jsonl_records(path, ("_id", "text"))
+    if data_suffix(path) == ".tsv":
+        names, records = {field: field for field in FIELD_NAMES}, tsv_records(path)
+    else:
+        names = jsonl_names(path)
+        records = jsonl_records(path, (names["_id"], names["text"]))
     for lineno, rec in records:
-        key = str(rec["_id"])
+        key = str(rec[names["_id"]])
         if key in found:
             repeated.append((lineno, key))
-        found[key] = read(lineno, rec)
+        found[key] = read(lineno, rec, names)
     if repeated:
         lineno, key = repeated[0]
         log.warning("%s:%d: %s id %r was met before (%d lines repeat an id); the last %s of each id is kept, as "
                     "BEIR's reader keeps it", path, lineno, what, key, len(repeated), what)
     return found
+
+
+def jsonl_names(path: Path) -> dict[str, str]:
+    """Each field's name in a jsonl corpus or queries file, as its first record has it: BEIR's where it has
+    them (or has none of :data:`FIELD_NAMES`' others, so a missing field is named as BEIR names it)."""
+    first = next((record for _, record in jsonl_records(path, ())), {})
+    return {field: next((name for name in (field, *names) if name in first), field)
+            for field, names in FIELD_NAMES.items()}
 
 
 def text_field(path: Path | str, lineno: int, record: dict, key: str, empty: bool = True) -> str:

@@ -4,6 +4,7 @@ import gzip
 import json
 import lzma
 import re
+import shutil
 
 import pytest
 
@@ -190,6 +191,30 @@ def test_ms_marco_tsv_corpus_and_queries_read_as_the_beir_folder_they_equal(tmp_
         "9": {"title": "H", "text": '"Hi," he said "bye"'}}
     (named / "corpus.jsonl").write_text(json.dumps({"_id": "7", "text": "from the jsonl"}) + "\n")
     assert load_beir("x", named, "dev").doc_text("7") == "from the jsonl"  # BEIR's own file comes first
+
+
+def test_jsonl_files_under_pyserinis_and_tevatrons_names_read_as_the_beir_folder_they_equal(tmp_path):
+    expected = load_beir("x", beir_folder(tmp_path / "beir", {
+        "7": {"title": "Cats", "text": "The cat studies."}, "8": {"title": "", "text": "Dogs."}},
+        {"q1": "what do cats study"}, {"q1": {"7": 1}}), "test")
+    pyserini = ([{"id": "7", "contents": "The cat studies.", "title": "Cats"}, {"id": 8, "contents": "Dogs."}],
+                [{"id": "q1", "contents": "what do cats study"}])
+    tevatron = ([{"docid": "7", "title": "Cats", "text": "The cat studies."}, {"docid": "8", "text": "Dogs."}],
+                [{"query_id": "q1", "query": "what do cats study"}])
+    for corpus, queries in (pyserini, tevatron):
+        folder = tmp_path / f"{next(iter(corpus[0]))}"
+        shutil.copytree(tmp_path / "beir" / "qrels", folder / "qrels")
+        for name, records in (("corpus", corpus), ("queries", queries)):
+            (folder / f"{name}.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+        ds = load_beir("x", folder, "test")
+        assert (ds.corpus, ds.queries, ds.qrels) == (expected.corpus, expected.queries, expected.qrels)
+    (folder / "queries.jsonl").write_text(json.dumps({"query_id": "q1", "query": None}) + "\n")
+    with pytest.raises(EmbedbenchError, match=r"queries\.jsonl:1: field 'query' is null, not a string"):
+        load_beir("x", folder, "test")  # the file's own name for the field
+    (folder / "queries.jsonl").write_text(json.dumps({"query_id": "q1", "query": "a"}) + "\n" +
+                                          json.dumps({"query_id": "q2"}) + "\n")
+    with pytest.raises(EmbedbenchError, match=r"queries\.jsonl:2: missing field 'query'"):
+        load_beir("x", folder, "test")
 
 
 def _packed(path, suffix):

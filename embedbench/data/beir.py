@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,25 +208,30 @@ def _trec_fields(row: list[str], width: int) -> list[str]:
     return row
 
 
+def _id_rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a qrels or candidates file: tab-separated, or a TREC file of ``width`` fields
+    (:func:`_trec_fields`); blank lines and BEIR's header line left out."""
+    with text_file(path, newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+            if row and not (lineno == 1 and row[0].strip() == "query-id"):
+                yield lineno, _trec_fields(row, width)
+
+
 def load_qrels(path: Path, queries=None, corpus=None) -> dict[str, dict[str, int]]:
     """query-id, corpus-id, score; tab-separated, a header line under any names, CRLF tolerated; or TREC's
     qrels (query-id, iteration, corpus-id, grade; tabs or spaces, as MS MARCO's and TREC DL's ship). Given
     ``queries`` and ``corpus``, judgements that name something outside them go as :func:`judgements` says."""
     rows = []
-    with text_file(path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            if not row or (lineno == 1 and row[0].strip() == "query-id"):
+    for lineno, row in _id_rows(path, 4):
+        if len(row) < 3:
+            raise at(path, lineno, f"expected query-id, corpus-id, score; got {len(row)} field(s)")
+        try:
+            grade = int(float(row[2]))
+        except (ValueError, OverflowError):  # not a number, or inf
+            if lineno == 1:  # a header under other names (qid, docid, rel): BEIR's reader skips any first line
                 continue
-            row = _trec_fields(row, 4)
-            if len(row) < 3:
-                raise at(path, lineno, f"expected query-id, corpus-id, score; got {len(row)} field(s)")
-            try:
-                grade = int(float(row[2]))
-            except (ValueError, OverflowError):  # not a number, or inf
-                if lineno == 1:  # a header under other names (qid, docid, rel): BEIR's reader skips any first line
-                    continue
-                raise at(path, lineno, f"score {row[2]!r} is not a finite number") from None
-            rows.append((f"{path}:{lineno}", row[0].strip(), row[1].strip(), grade))
+            raise at(path, lineno, f"score {row[2]!r} is not a finite number") from None
+        rows.append((f"{path}:{lineno}", row[0].strip(), row[1].strip(), grade))
     return judgements(rows, queries, corpus, str(path))
 
 
@@ -287,18 +292,14 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     if not path.is_file():
         raise at(path, None, "file not found")
     candidates: dict[str, list[str]] = {}
-    with text_file(path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            if not row or (lineno == 1 and row[0].strip() == "query-id"):
-                continue
-            row = _trec_fields(row, 6)
-            if len(row) < 2:
-                raise at(path, lineno, "expected query-id, corpus-id")
-            qid, doc_id = row[0].strip(), row[1].strip()
-            if doc_id not in ds.corpus:
-                raise at(path, lineno, f"document {doc_id!r} is not in the corpus")
-            if qid in ds.qrels:
-                candidates.setdefault(qid, []).append(doc_id)
+    for lineno, row in _id_rows(path, 6):
+        if len(row) < 2:
+            raise at(path, lineno, "expected query-id, corpus-id")
+        qid, doc_id = row[0].strip(), row[1].strip()
+        if doc_id not in ds.corpus:
+            raise at(path, lineno, f"document {doc_id!r} is not in the corpus")
+        if qid in ds.qrels:
+            candidates.setdefault(qid, []).append(doc_id)
     missing = [qid for qid in ds.qrels if qid not in candidates]
     if missing:
         raise at(path, None, f"{len(missing)} judged queries have no candidates, e.g. {missing[0]!r}")

@@ -12,9 +12,9 @@ by a first eval on MRPC; no STS-B embeddings in it, so every text is encoded). T
 between rounds. Prints both times, their ratio and both Spearman scores, which must be equal.
 
 `--memory`: a randomly initialised BERT-large (335M parameters, 1.34 GB in fp32), built in fp32 and in bf16,
-converted for bf16 and for int8 with the conversion kept in a cache, each in a fresh process. Prints the peak
-resident memory beyond the model during conversion beside `runtimes.conversion_bytes`, the estimate that
-refuses a conversion the memory left cannot hold.
+converted for bf16 and for int8 with the conversion kept in a cache, each in a fresh process, then read back
+from that cache by another. Prints the peak resident memory beyond the model of each beside
+`runtimes.conversion_bytes`, the estimate that refuses a conversion the memory left cannot hold.
 """
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def resident(field: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def conversion_peak(weights: str, precision: str) -> None:
-    """In this process: the peak memory of converting the model beyond the model itself, as JSON."""
+def conversion_peak(weights: str, precision: str, cache: str) -> None:
+    """In this process: the peak memory beyond the model itself of making its runtime with ``cache`` (empty:
+    converting it; holding its conversion: reading it back), as JSON."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -65,30 +66,36 @@ def conversion_peak(weights: str, precision: str) -> None:
                "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])}
     before = resident("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
-    with tempfile.TemporaryDirectory() as cache:
-        OpenVinoRuntime(model, {"input_ids", "attention_mask"}, example, precision,
-                        cache=EmbeddingCache(Path(cache), 1 << 40), weights_key="w")
+    OpenVinoRuntime(model, {"input_ids", "attention_mask"}, example, precision,
+                    cache=EmbeddingCache(Path(cache), 1 << 40), weights_key="w")
     print(json.dumps({"fp32": sum(p.numel() for p in model.parameters()) * 4,
                       "peak": resident("VmHWM") - before, "estimate": conversion_bytes(model)}))
 
 
 def memory_table() -> None:
-    print(f"\nconverting a random BERT-large, kept in a cache, fresh processes, {os.cpu_count()} cpus")
-    print(f"{'weights':8s} {'precision':9s} {'peak GB':>8s} {'x fp32':>7s} {'estimate GB':>11s} {'x fp32':>7s}")
+    print(f"\na random BERT-large converted and kept in a cache, then read back, fresh processes, "
+          f"{os.cpu_count()} cpus")
+    print(f"{'weights':8s} {'precision':9s} {'':10s} {'peak GB':>8s} {'x fp32':>7s} {'estimate GB':>11s} "
+          f"{'x fp32':>7s}")
     for weights in ("float32", "bfloat16"):
         for precision in ("bf16", "int8"):
-            child = subprocess.run([sys.executable, __file__, "--conversion-peak", weights, precision],
-                                   check=True, capture_output=True, text=True)
-            row = json.loads(child.stdout.strip().splitlines()[-1])
-            print(f"{weights:8s} {precision:9s} {row['peak'] / 1e9:8.2f} {row['peak'] / row['fp32']:7.2f} "
-                  f"{row['estimate'] / 1e9:11.2f} {row['estimate'] / row['fp32']:7.2f}")
+            with tempfile.TemporaryDirectory() as cache:
+                for step in ("converted", "read back"):
+                    child = subprocess.run([sys.executable, __file__, "--conversion-peak", weights, precision,
+                                            cache], check=True, capture_output=True, text=True)
+                    row = json.loads(child.stdout.strip().splitlines()[-1])
+                    estimate = (f"{row['estimate'] / 1e9:11.2f} {row['estimate'] / row['fp32']:7.2f}"
+                                if step == "converted" else "")
+                    print(f"{weights:8s} {precision:9s} {step:10s} {row['peak'] / 1e9:8.2f} "
+                          f"{row['peak'] / row['fp32']:7.2f} {estimate}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true")
-    parser.add_argument("--conversion-peak", nargs=2, metavar=("WEIGHTS", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--conversion-peak", nargs=3, metavar=("WEIGHTS", "PRECISION", "CACHE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.conversion_peak:
         return conversion_peak(*args.conversion_peak)

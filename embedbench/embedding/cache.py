@@ -27,7 +27,8 @@ from embedbench.embedding.prompts import Prompted
 
 log = logging.getLogger("embedbench")
 DIGEST_BYTES = 32  # the SHA-256 that ends every entry
-COPY_CHUNK = 64 << 20  # a file's bytes are copied into an entry this many at a time
+COPY_CHUNK = 64 << 20  # a file's bytes are copied into (and checked in) an entry this many at a time
+CHECKSUM_MISMATCH = "checksum mismatch: cut short or altered"
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -140,19 +141,20 @@ class EmbeddingCache:
     def _blob_path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.ov"
 
-    def get_blob(self, key: str) -> bytes | None:
-        """The bytes stored under ``key`` (a converted or quantised model), or None when absent or damaged
-        (reported)."""
+    def blob_file(self, key: str) -> Path | None:
+        """The file of the blob kept under ``key`` (a converted or quantised model): its bytes, then their
+        SHA-256 (:data:`DIGEST_BYTES`), checked a chunk at a time, so a reader can map the file rather than
+        hold it in memory; None when absent or damaged (reported)."""
         path = self._blob_path(key)
         try:
-            body = _checked_body(path)
+            _check_file(path)
         except FileNotFoundError:
             return None
         except ValueError as exc:
             log.warning("embedding cache: %s is damaged (%s); the model is made again", path, exc)
             return None
         os.utime(path)
-        return body
+        return path
 
     def keeps(self, size: int) -> bool:
         """Whether a blob of ``size`` bytes would be kept: not one that alone takes over half the size bound."""
@@ -186,8 +188,19 @@ def _checked_body(path: Path) -> bytes:
     data = path.read_bytes()
     body, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:]
     if len(data) <= DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
-        raise ValueError("checksum mismatch: cut short or altered")
+        raise ValueError(CHECKSUM_MISMATCH)
     return body
+
+
+def _check_file(path: Path) -> None:
+    """:func:`_checked_body`'s check, reading the entry a chunk at a time."""
+    size = path.stat().st_size - DIGEST_BYTES
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for start in range(0, max(size, 0), COPY_CHUNK):
+            digest.update(fh.read(min(COPY_CHUNK, size - start)))
+        if size <= 0 or digest.digest() != fh.read():
+            raise ValueError(CHECKSUM_MISMATCH)
 
 
 def _write_checked(path: Path, parts: Sequence[bytes | Path]) -> None:

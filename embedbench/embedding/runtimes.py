@@ -17,6 +17,7 @@ import copy
 import functools
 import hashlib
 import logging
+import os
 import struct
 import tempfile
 import warnings
@@ -132,6 +133,9 @@ def conversion_bytes(model: torch.nn.Module) -> int:
     return numel * (4 if next(model.parameters()).dtype == torch.bfloat16 else 0) + numel * 3
 
 
+KEPT_LAYOUT = "weights, graph, graph length"  # in the key: blobs kept in another layout are never read
+
+
 def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], options: dict) -> str:
     """What a converted model depends on besides ``weights_key`` (the state dict's hash): buffers outside the
     state dict (rotary frequencies), the configuration, the model's own code, the loading options that patch
@@ -151,7 +155,7 @@ def conversion_key(weights_key: str, model: torch.nn.Module, names: list[str], o
     parts = [model.config.to_json_string(), str(getattr(model.config, "_attn_implementation", None)),
              type(model).__qualname__, str(next(model.parameters()).dtype), code_fingerprint(model),
              repr(sorted(options.items())), ",".join(names), ov.__version__, torch.__version__,
-             transformers.__version__, NO_EMPTY_ROWS]
+             transformers.__version__, NO_EMPTY_ROWS, KEPT_LAYOUT]
     digest.update("|".join(parts).encode())
     return digest.hexdigest()
 
@@ -178,9 +182,9 @@ def int8_key(key: str) -> str:
 def _kept(cache, key: str | None, make: Callable):
     """The model kept in ``cache`` under ``key``, else ``make()``, then kept there (nothing kept without a key,
     and nothing saved for a cache that would not keep it)."""
-    blob = cache.get_blob(key) if key else None
-    if blob is not None:
-        return _deserialised(blob)
+    kept = cache.blob_file(key) if key else None
+    if kept is not None:
+        return _deserialised(kept)
     made = make()
     # the constants' bytes are what the saved weights file will hold: a model the cache would not keep (a 7B
     # model's 28 GB) is never written out
@@ -190,23 +194,31 @@ def _kept(cache, key: str | None, make: Callable):
 
 
 def _keep(cache, key: str, converted) -> None:
-    """Kept as one blob: the length of its XML graph, the graph, then its weights, copied from the saved file."""
+    """Kept as one blob: its weights, copied from the saved file, then its XML graph and the graph's length.
+    The weights come first so that the blob's file is a weights file OpenVINO maps as it is."""
     import openvino as ov
 
     with tempfile.TemporaryDirectory() as folder:
         xml = Path(folder, "model.xml")
         ov.save_model(converted, xml, compress_to_fp16=False)  # fp16 would round the weights a second time
         graph = xml.read_bytes()
-        cache.put_blob(key, [struct.pack("<Q", len(graph)), graph, xml.with_suffix(".bin")])
+        cache.put_blob(key, [xml.with_suffix(".bin"), graph, struct.pack("<Q", len(graph))])
 
 
-def _deserialised(blob: bytes):
-    import numpy as np
-    import openvino as ov
+def _deserialised(kept: Path):
+    """The model :func:`_keep` kept in ``kept``: OpenVINO maps its weights from the file rather than reading
+    them into memory, so they are not held twice while the model compiles."""
+    from embedbench.embedding.cache import DIGEST_BYTES
 
-    (length,) = struct.unpack_from("<Q", blob)
-    graph, weights = blob[8:8 + length], np.frombuffer(blob, np.uint8, offset=8 + length)
-    return openvino_core().read_model(graph, ov.Tensor(weights))
+    with kept.open("rb") as fh:
+        end = fh.seek(-DIGEST_BYTES - 8, os.SEEK_END)
+        (length,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(end - length)
+        graph = fh.read(length)
+    with tempfile.TemporaryDirectory() as folder:
+        xml = Path(folder, "model.xml")  # the graph is read whole by read_model; only the weights stay mapped
+        xml.write_bytes(graph)
+        return openvino_core().read_model(xml, kept)
 
 
 class OpenVinoRuntime:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from embedbench.embedding.cache import EmbeddingCache, model_fingerprint, texts_fingerprint
+from embedbench.embedding.cache import DIGEST_BYTES, EmbeddingCache, model_fingerprint, texts_fingerprint
 
 TEXTS = ["a first sentence", "a second, longer sentence about caching"]
 
@@ -90,18 +90,24 @@ def test_a_damaged_entry_is_reported_and_encoded_again_never_returned(tmp_path, 
     assert torch.equal(cache.get("m", TEXTS, [6])[6], fresh[6])
 
 
+def kept_bytes(cache, key):
+    """The bytes a blob was kept from, None where the cache gives no file for it."""
+    path = cache.blob_file(key)
+    return None if path is None else path.read_bytes()[:-DIGEST_BYTES]
+
+
 def test_kept_blobs_share_the_size_bound_and_one_over_half_of_it_is_not_kept(tmp_path):
     cache = EmbeddingCache(tmp_path, 1000)
     cache.put_blob("big", [bytes(501)])
-    assert cache.get_blob("big") is None and not list(tmp_path.rglob("*.ov"))
+    assert cache.blob_file("big") is None and not list(tmp_path.rglob("*.ov"))
     cache.put_blob("converted", [bytes(400)])
-    assert cache.get_blob("converted") == bytes(400)
+    assert kept_bytes(cache, "converted") == bytes(400)
     for i in range(3):  # embeddings written later push the least recently used blob out
         cache.put(f"m{i}", TEXTS, {6: torch.randn(2, 8)})
     assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) <= 1000
     for i in range(6):
         cache.put(f"n{i}", TEXTS, {6: torch.randn(2, 8)})
-    assert cache.get_blob("converted") is None
+    assert cache.blob_file("converted") is None
 
 
 def test_a_blob_is_kept_from_bytes_and_files_in_order_and_a_file_counts_towards_the_bound(tmp_path, monkeypatch):
@@ -111,12 +117,15 @@ def test_a_blob_is_kept_from_bytes_and_files_in_order_and_a_file_counts_towards_
     weights.write_bytes(bytes(range(256)) * 3)
     cache = EmbeddingCache(tmp_path / "cache", 2000)
     cache.put_blob("converted", [b"head", weights, b"tail"])
-    assert cache.get_blob("converted") == b"head" + weights.read_bytes() + b"tail"
-    monkeypatch.setattr(cache_module, "COPY_CHUNK", 100)  # the file copied in many chunks hashes as in one
+    assert kept_bytes(cache, "converted") == b"head" + weights.read_bytes() + b"tail"
+    monkeypatch.setattr(cache_module, "COPY_CHUNK", 100)  # the file copied and checked in many chunks, as in one
     cache.put_blob("chunked", [b"head", weights, b"tail"])
-    assert cache.get_blob("chunked") == cache.get_blob("converted")
+    assert kept_bytes(cache, "chunked") == kept_bytes(cache, "converted")
+    path = cache.blob_file("chunked")
+    path.write_bytes(path.read_bytes()[:-1])  # cut short by one byte
+    assert cache.blob_file("chunked") is None
     cache.put_blob("big", [b"head", weights, weights])  # 1540 bytes, over half of 2000
-    assert cache.get_blob("big") is None
+    assert cache.blob_file("big") is None
 
 
 def test_a_long_list_is_kept_piece_by_piece_so_a_stopped_encoding_resumes_where_it_stopped(tiny_model, tmp_path,

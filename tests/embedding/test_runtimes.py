@@ -372,11 +372,11 @@ def test_a_damaged_conversion_is_reported_and_converted_again(encoder, tmp_path,
     encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
     [path] = tmp_path.rglob("*.ov")
     data = path.read_bytes()
-    path.write_bytes(data[:100] + bytes(b ^ 0xFF for b in data[100:108]) + data[108:])  # the graph's text altered
+    path.write_bytes(data[:100] + bytes(b ^ 0xFF for b in data[100:108]) + data[108:])  # weights altered
     runtime = encoder.runtime("bf16", "openvino", cache=cache, weights_key="w")
     assert f"embedding cache: {path} is damaged" in caplog.text
     caplog.clear()
-    assert cache.get_blob(path.stem) is not None and not caplog.text  # converted again and kept whole
+    assert cache.blob_file(path.stem) is not None and not caplog.text  # converted again and kept whole
     assert F.cosine_similarity(encoder.encode(TEXTS, [6], runtime=runtime)[6], encoder.encode(TEXTS, [6])[6]).min() \
         > 0.999
 

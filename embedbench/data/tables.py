@@ -113,6 +113,7 @@ def _format_hint(kind: str, row: list[str]) -> str:
 
 
 def _positions(path: Path, columns: dict[str, Column], names: list[str] | None, hint: str = "") -> dict[str, int]:
+    names = names and [name.strip() for name in names]  # "question, answer": a space after each comma
     index = {}
     for role, column in columns.items():
         if isinstance(column, int):

@@ -133,6 +133,13 @@ def test_bad_classification_table_is_named(tmp_path, content, message):
         read_labelled(tmp_path / "train.csv", "text", "category")
 
 
+def test_header_names_are_matched_without_the_spaces_around_them(tmp_path):
+    path = tmp_path / "faq.csv"
+    path.write_text("question, answer ,score\nHow do cells divide?, By mitosis. ,4\nWhat is DNA?,A molecule.,2\n")
+    pairs = read_scored_pairs(path, "question", "answer", "score")
+    assert pairs.sentences2 == [" By mitosis. ", "A molecule."] and pairs.scores == [4.0, 2.0]  # fields as written
+
+
 def test_a_tab_separated_csv_file_read_as_csv_is_told_its_format(tmp_path):
     path = tmp_path / "sts-test.csv"  # STS Benchmark's layout: a .csv name, tab-separated, no header
     path.write_text("main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\tA girl is brushing "

@@ -145,7 +145,7 @@ def test_a_retrieval_or_reranking_side_takes_the_prompt_mteb_reads_for_it(tiny_m
 def test_reranking_with_a_reranking_prompt_equals_mteb(encoder):
     import random
 
-    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 120, seed=3)
     rng, docs = random.Random(3), sorted(ds.corpus)
     candidates = {qid: list(judged) + rng.sample([d for d in docs if d not in judged], 12)
                   for qid, judged in ds.qrels.items()}
@@ -245,7 +245,7 @@ def test_the_trainer_prompts_anchors_as_queries_and_the_rest_as_documents():
 
 @needs_data
 def test_retrieval_with_prompts_equals_mteb_with_the_model_s_prompts(encoder, embeddings):
-    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 120, seed=3)
     prompted = load_model("default", "cpu")
     prompted.prompts = {"query": "query: ", "document": "passage: "}
     reference = mteb_reference.scores(prompted, mteb_reference.retrieval_task(ds))
@@ -262,7 +262,7 @@ def test_retrieval_with_prompts_equals_mteb_with_the_model_s_prompts(encoder, em
 @needs_data
 def test_retrieval_leaving_prompt_tokens_out_equals_mteb(instructor_style):
     model, encoder = instructor_style
-    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 120, seed=3)
     reference = mteb_reference.scores(model, mteb_reference.retrieval_task(ds))
     plain = scored(encoder)
     ours = RetrievalTask("scifact", ds, ["ndcg_at_10", "mrr_at_10"]).evaluate(

@@ -29,7 +29,7 @@ def _candidates(ds, per_query: int, seed: int) -> dict[str, list[str]]:
 
 
 def test_reranking_equals_mteb_on_scifact_candidates(minilm, encoder):
-    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 200, seed=3)
+    ds = subsample(load_beir("scifact", SCIFACT, "test"), 20, 120, seed=3)
     candidates = _candidates(ds, 12, seed=3)
     reference = mteb_reference.scores(minilm, mteb_reference.retrieval_task(ds, candidates))
     ours = RerankingTask("rerank", ds, candidates, ["map_at_1000", "mrr_at_10"]).evaluate(scored(encoder))

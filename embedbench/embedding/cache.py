@@ -28,7 +28,6 @@ from embedbench.embedding.prompts import Prompted
 log = logging.getLogger("embedbench")
 DIGEST_BYTES = 32  # the SHA-256 that ends every entry
 COPY_CHUNK = 64 << 20  # a file's bytes are copied into (and checked in) an entry this many at a time
-CHECKSUM_MISMATCH = "checksum mismatch: cut short or altered"
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -125,7 +124,8 @@ class EmbeddingCache:
 
     @staticmethod
     def _read(path: Path, rows: int) -> torch.Tensor:
-        array = np.load(io.BytesIO(_checked_body(path)))
+        _check_file(path)
+        array = np.load(path)  # reads the array's values and no further: the SHA-256 after them is left
         if array.ndim != 2 or array.shape[0] != rows:
             raise ValueError(f"shape {array.shape}, expected {rows} rows")
         return torch.from_numpy(array)
@@ -183,24 +183,16 @@ class EmbeddingCache:
             total -= size
 
 
-def _checked_body(path: Path) -> bytes:
-    """An entry's bytes without the SHA-256 that ends it; ValueError if they do not match it."""
-    data = path.read_bytes()
-    body, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:]
-    if len(data) <= DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
-        raise ValueError(CHECKSUM_MISMATCH)
-    return body
-
-
 def _check_file(path: Path) -> None:
-    """:func:`_checked_body`'s check, reading the entry a chunk at a time."""
+    """ValueError where an entry's bytes do not match the SHA-256 that ends it; read a chunk at a time, so an
+    entry is never whole in memory twice."""
     size = path.stat().st_size - DIGEST_BYTES
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for start in range(0, max(size, 0), COPY_CHUNK):
             digest.update(fh.read(min(COPY_CHUNK, size - start)))
         if size <= 0 or digest.digest() != fh.read():
-            raise ValueError(CHECKSUM_MISMATCH)
+            raise ValueError("checksum mismatch: cut short or altered")
 
 
 def _write_checked(path: Path, parts: Sequence[bytes | Path]) -> None:

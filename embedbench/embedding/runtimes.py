@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from embedbench.embedding.cache import code_fingerprint
+from embedbench.embedding.cache import DIGEST_BYTES, code_fingerprint
 from embedbench.errors import EmbedbenchError
 from embedbench.memory import available_bytes, available_text
 
@@ -208,8 +208,6 @@ def _keep(cache, key: str, converted) -> None:
 def _deserialised(kept: Path):
     """The model :func:`_keep` kept in ``kept``: OpenVINO maps its weights from the file rather than reading
     them into memory, so they are not held twice while the model compiles."""
-    from embedbench.embedding.cache import DIGEST_BYTES
-
     with kept.open("rb") as fh:
         end = fh.seek(-DIGEST_BYTES - 8, os.SEEK_END)
         (length,) = struct.unpack("<Q", fh.read(8))

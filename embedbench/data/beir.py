@@ -18,7 +18,7 @@ from pathlib import Path
 
 from embedbench.atomic import atomic_write
 from embedbench.data.download import cache_dir, fetch, unpack
-from embedbench.data.files import COMPRESSIONS, data_suffix, jsonl_records, named_records, text_file
+from embedbench.data.files import COMPRESSIONS, data_suffix, jsonl_records, named_records, text_file, uncompressed_name
 from embedbench.data.tables import Layout, table_rows
 from embedbench.errors import EmbedbenchError, at
 
@@ -127,8 +127,8 @@ def qrels_file(root: Path, split: str) -> Path:
     the folder does judge."""
     path = _first_there([root / "qrels" / f"{split}.tsv{packed}" for packed in ("", *COMPRESSIONS)])
     if not path.is_file():
-        judged = sorted({Path(file.stem if file.suffix.lower() in COMPRESSIONS else file.name).stem
-                         for file in path.parent.glob("*.tsv*") if data_suffix(file) == ".tsv"})
+        judged = sorted({Path(uncompressed_name(file)).stem for file in path.parent.glob("*.tsv*")
+                         if data_suffix(file) == ".tsv"})
         raise at(path, None, f"file not found; the splits judged here are {', '.join(judged)}" if judged else
                  "file not found (is the split name right?)")
     return path

@@ -50,9 +50,14 @@ def data_file(path: str, key: str, source=None) -> Path:
 COMPRESSIONS = {".gz": (gzip.open, "gzip"), ".bz2": (bz2.open, "bzip2"), ".xz": (lzma.open, "xz")}
 
 
+def uncompressed_name(path: Path) -> str:
+    """The file's name less a compression's extension (``corpus.jsonl.gz``: ``corpus.jsonl``)."""
+    return path.stem if path.suffix.lower() in COMPRESSIONS else path.name
+
+
 def data_suffix(path: Path) -> str:
     """The extension that says a file's format, under a compression's (``corpus.jsonl.gz``: ``.jsonl``)."""
-    return Path(path.stem).suffix.lower() if path.suffix.lower() in COMPRESSIONS else path.suffix.lower()
+    return Path(uncompressed_name(path)).suffix.lower()
 
 
 def _opener(path: Path):

@@ -211,6 +211,8 @@ def _trec_fields(row: list[str], width: int) -> list[str]:
 def _id_rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a qrels or candidates file: tab-separated, or a TREC file of ``width`` fields
     (:func:`_trec_fields`); blank lines and BEIR's header line left out."""
+    if not path.is_file():
+        raise at(path, None, "file not found")
     with text_file(path, newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if row and not (lineno == 1 and row[0].strip() == "query-id"):
@@ -289,8 +291,6 @@ def load_candidates(path: Path, ds: BeirDataset) -> dict[str, list[str]]:
     """Each judged query's documents to rerank, in file order: ``query-id, corpus-id[, score]`` per
     line (a header line and a run's score column are allowed), tab-separated; or a TREC run (query-id, Q0,
     corpus-id, rank, score, tag; tabs or spaces), as BM25 runs are shared."""
-    if not path.is_file():
-        raise at(path, None, "file not found")
     candidates: dict[str, list[str]] = {}
     for lineno, row in _id_rows(path, 6):
         if len(row) < 2:
